@@ -1,0 +1,1 @@
+"""Command-line layer: one thin module per subcommand over a library function in ``cscli``."""

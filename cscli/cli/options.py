@@ -1,0 +1,119 @@
+"""Option types and decorators shared by every command (ASE/janus style: one definition each)."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+INPUT_FORMATS = ["extxyz", "jsonl", "cif", "poscar"]
+OUTPUT_FORMATS = ["extxyz", "jsonl"]
+
+
+class ShardType(click.ParamType):
+    """``i/n`` (0-based) or ``auto`` (SLURM array variables)."""
+
+    name = "i/n"
+
+    def convert(self, value, param, ctx):
+        if value is None or not isinstance(value, str):
+            return value
+        from cscli.errors import UsageError
+        from cscli.stream import parse_shard
+
+        try:
+            return parse_shard(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class RangeFloat(click.ParamType):
+    """``lo,hi`` or a single number (lo = hi)."""
+
+    name = "lo,hi"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            parts = [float(x) for x in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a number or lo,hi pair", param, ctx)
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2 or parts[0] > parts[1] or parts[0] < 0:
+            self.fail(f"{value!r}: need 0 <= lo <= hi", param, ctx)
+        return tuple(parts)
+
+
+def inputs_argument(func):
+    return click.argument("inputs", nargs=-1, metavar="[INPUT]...")(func)
+
+
+def io_options(func):
+    """INPUT... (default stdin), -o/--output, formats."""
+    func = click.option("--output-format", type=click.Choice(OUTPUT_FORMATS), default=None,
+                        help="Output format (default: from the extension, extxyz on stdout).")(func)
+    func = click.option("--input-format", type=click.Choice(INPUT_FORMATS), default=None,
+                        help="Input format (default: from the extension, else sniffed).")(func)
+    func = click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+                        help="Output file (- for stdout). A file is appended to and resumed.")(func)
+    return inputs_argument(func)
+
+
+def stream_options(func):
+    """Resume/shard/failure/progress options of every long command."""
+    func = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")(func)
+    func = click.option("--no-resume", is_flag=True,
+                        help="Overwrite the output file instead of skipping ids already in it.")(func)
+    func = click.option("--failed", default=None, metavar="FILE",
+                        help="Write frames that fail (with info['error']) here; the run exits 0.")(func)
+    func = click.option("--shard", type=ShardType(), default=None,
+                        help="Process only shard i of n (0-based, split by id hash), or 'auto' from SLURM_ARRAY_TASK_ID.")(func)
+    return io_options(func)
+
+
+def model_options(default: str | None = None):
+    def deco(func):
+        func = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                            help="Where the model runs.")(func)
+        func = click.option("-m", "--model", default=default, show_default=True, metavar="NAME_OR_PATH",
+                            help="Force field: a name (see `cscli models`) or a model file.")(func)
+        return func
+
+    return deco
+
+
+def seed_option(func):
+    return click.option("--seed", type=int, default=None, help="Random seed (reproducible output).")(func)
+
+
+def stream_settings(command: str, output, output_format, shard, failed, no_resume, quiet, check=True, min_distance=0.5):
+    """Build StreamOptions from the shared options' values."""
+    from cscli.stream import StreamOptions
+
+    return StreamOptions(output=output, output_format=output_format, shard=shard, failed=failed,
+                         resume=not no_resume, quiet=quiet, command=f"cscli {command}", check=check,
+                         min_distance=min_distance)
+
+
+def input_frames(inputs, input_format):
+    """Frames of all inputs (stdin when none), streamed, with unique ids enforced."""
+    from cscli.frames import iter_many
+    from cscli.stream import iter_unique_ids
+
+    return iter_unique_ids(iter_many(inputs or ["-"], input_format))
+
+
+def pass_stream(command: str, check: bool = True):
+    """Decorator: turn the shared stream options into ``frames`` and ``settings`` arguments."""
+
+    def deco(func):
+        @functools.wraps(func)
+        def wrapper(inputs, output, input_format, output_format, shard, failed, no_resume, quiet, **kwargs):
+            settings = stream_settings(command, output, output_format, shard, failed, no_resume, quiet, check=check)
+            return func(frames=input_frames(inputs, input_format), settings=settings, **kwargs)
+
+        return stream_options(wrapper)
+
+    return deco
