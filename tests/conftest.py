@@ -1,0 +1,70 @@
+"""Shared test fixtures.
+
+Tests that need ``../shared/data`` use the ``shared_data`` fixture, which skips with a reason when
+the folder is absent. CLI tests run the real entry point in a subprocess (``run_cli``) so that
+pipes, exit codes and stderr are exactly what a user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    from cscli.datafiles import shared_data_dir
+
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("needs ../shared/data beside the checkout (or CSCLI_SHARED_DATA); not present here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_phases():
+    """The 16 shipped Li-P-S reference phases as a list of Atoms (id ref-<phase>)."""
+    from cscli.datafiles import reference_phases_path
+    from cscli.frames import read_frames
+
+    return read_frames(str(reference_phases_path()))
+
+
+@pytest.fixture(scope="session")
+def phase(reference_phases):
+    """Look up one reference phase by name: phase('gamma-Li3PS4')."""
+    by_name = {a.info["phase"]: a for a in reference_phases}
+
+    def get(name):
+        return by_name[name].copy()
+
+    return get
+
+
+def run_cli(*args, input: str | bytes | None = None, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run ``python -m cscli ARGS`` as a user would; returns the CompletedProcess (text mode)."""
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONPATH", str(REPO))
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "cscli", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
