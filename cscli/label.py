@@ -211,12 +211,28 @@ def vasp_parameters(atoms: Atoms, encut: float = 520.0, reciprocal_density: floa
     return params
 
 
-def vasp_labeller(workdir: str, encut: float = 520.0):
-    if not any(os.environ.get(k) for k in ("ASE_VASP_COMMAND", "VASP_COMMAND", "VASP_SCRIPT")):
-        raise UsageError("--calculator vasp needs VASP: set ASE_VASP_COMMAND (e.g. 'mpirun vasp_std') and "
-                         "VASP_PP_PATH (POTCAR directory); or use `dft-select --write-vasp` + `cscli collect`")
-    if not os.environ.get("VASP_PP_PATH"):
-        raise UsageError("--calculator vasp needs VASP_PP_PATH (the directory holding potpaw_PBE/)")
+def _ase_vasp_command() -> str | None:
+    import warnings
+
+    from ase.config import cfg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ASE warns when it reads these from the environment
+        for key in ("ASE_VASP_COMMAND", "VASP_COMMAND", "VASP_SCRIPT"):
+            try:
+                value = cfg.get(key)
+            except Exception:  # noqa: BLE001
+                value = os.environ.get(key)
+            if value:
+                return value
+    return None
+
+
+def vasp_labeller(workdir: str, encut: float = 520.0, command: str | None = None):
+    if not command and not _ase_vasp_command():
+        raise UsageError("--calculator vasp needs VASP: pass --vasp-command 'mpirun vasp_std' or set "
+                         "ASE_VASP_COMMAND, and VASP_PP_PATH (the directory holding potpaw_PBE/); "
+                         "without VASP use `dft-select --write-vasp` + `cscli collect`")
 
     def label(atoms: Atoms) -> Atoms:
         from ase.calculators.vasp import Vasp
@@ -224,7 +240,7 @@ def vasp_labeller(workdir: str, encut: float = 520.0):
         params = vasp_parameters(atoms, encut=encut)
         folder = Path(workdir) / _safe(atoms.info.get("id", "frame"))
         work = atoms.copy()
-        work.calc = Vasp(directory=str(folder), **params)
+        work.calc = Vasp(directory=str(folder), command=command, **params)
         energy = work.get_potential_energy()
         forces = work.get_forces()
         stress = work.get_stress(voigt=True)

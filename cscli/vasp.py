@@ -40,7 +40,7 @@ ENCUT = 520.0  # eV
 EDIFF_PER_ATOM = 5e-5  # eV/atom
 EDIFFG_FACTOR = 10.0  # EDIFFG = +10 × EDIFF (energy criterion)
 RECIPROCAL_DENSITY = 64  # k-points per Å⁻³ of reciprocal volume (2π included)
-POTCAR_CHOICE = {"Li": "Li_sv"}
+POTCAR_CHOICE = {"Li": "Li_sv", "P": "P", "S": "S"}  # MPRelaxSet's own choice (asserted in tests)
 FRAME_FILE = "cscli_frame.json"
 FOLDER_LIST = "folders.txt"
 SBATCH_NAME = "run_vasp_array.sbatch"
@@ -71,7 +71,6 @@ def relax_input_set(atoms: Atoms, encut: float = ENCUT, ediff_per_atom: float = 
         structure,
         user_incar_settings=incar,
         user_kpoints_settings={"reciprocal_density": reciprocal_density},
-        user_potcar_settings=dict(POTCAR_CHOICE),
         force_gamma=True,
     )
 

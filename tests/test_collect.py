@@ -244,6 +244,7 @@ def _run_dir(root, name, parent, steps, **kw):
     return d
 
 
+@pytest.mark.slow
 def test_relaxation_numbers_match_pymatgen(tmp_path, trajectory, cli):
     parent, steps = trajectory
     d = _run_dir(tmp_path, "00000_cand-7", parent, steps)
@@ -268,6 +269,7 @@ def test_relaxation_numbers_match_pymatgen(tmp_path, trajectory, cli):
     assert vr.converged_ionic and vr.converged_electronic
 
 
+@pytest.mark.slow
 def test_sampling_recipe(tmp_path, trajectory, cli):
     parent, steps = trajectory
     d = _run_dir(tmp_path, "run", parent, steps)
@@ -293,6 +295,7 @@ def test_sampling_recipe(tmp_path, trajectory, cli):
     assert counts == {1, 2, 3, 4, 5}
 
 
+@pytest.mark.slow
 def test_unconverged_incomplete_and_failed_runs_are_reported(tmp_path, trajectory, cli):
     parent, steps = trajectory
     root = tmp_path / "runs"
@@ -331,6 +334,7 @@ def test_unconverged_incomplete_and_failed_runs_are_reported(tmp_path, trajector
     assert r.returncode == 1 and "nothing could be read" in r.stderr
 
 
+@pytest.mark.slow
 def test_collect_after_dft_select(tmp_path, trajectory, cli):
     """The folder layout of `dft-select --write-vasp` (folders.txt) is what collect reads back."""
     from cscli.vasp import write_vasp_inputs

@@ -33,8 +33,10 @@ from cscli.cli.options import pass_stream
 @click.option("--workdir", default=None, metavar="DIR",
               help="Keep per-frame GPAW logs / VASP folders here (GPAW default: a temporary directory).")
 @click.option("--encut", type=float, default=520.0, show_default=True, help="VASP ENCUT (eV) for --calculator vasp.")
+@click.option("--vasp-command", default=None, metavar="CMD",
+              help="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
 def command(frames, settings, calculator, model, device, ecut, kpt_density, xc, smearing, width, spinpol,
-            scf_energy, gpaw_opts, gpaw_python, timeout, workdir, encut):
+            scf_energy, gpaw_opts, gpaw_python, timeout, workdir, encut, vasp_command):
     """Label frames with energy, forces and stress; the frame keeps its id.
 
     Resumable (ids already in -o FILE are skipped) and shardable (--shard i/n or auto in a SLURM
@@ -53,7 +55,7 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, xc, 
                                 extra=_parse_opts(gpaw_opts))
         labeller = lib.gpaw_labeller(opts, workdir)
     elif calculator == "vasp":
-        labeller = lib.vasp_labeller(workdir or "vasp-label", encut=encut)
+        labeller = lib.vasp_labeller(workdir or "vasp-label", encut=encut, command=vasp_command)
     else:
         labeller = lib.model_labeller(model, device)
     tag = f"label({labeller.description.split(',')[0]})"
