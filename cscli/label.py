@@ -15,7 +15,8 @@ Three labellers, each a function ``Atoms -> Atoms`` for :func:`cscli.stream.run_
 
 k-points for GPAW: a Γ-centred mesh ``n_i = max(1, ceil(2π |b_i| d))`` (ASE's
 ``kptdensity2monkhorstpack``; ``|b_i|`` the reciprocal vector without 2π), ``d`` in points per
-Å⁻¹. ``d = 4`` is about the Materials Project's 64 points per Å⁻³ of reciprocal volume (64^(1/3)).
+Å⁻¹ (``d = 4`` is a little denser than the Materials Project's 64 points per Å⁻³: ceil instead of
+floor), or with ``reciprocal_density`` exactly the mesh ``dft-select --write-vasp`` gives VASP.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def kpoint_mesh(atoms: Atoms, density: float) -> list[int]:
     return mesh
 
 
+def mp_kpoint_mesh(atoms: Atoms, reciprocal_density: float = 64) -> list[int]:
+    """The Γ-centred mesh ``dft-select --write-vasp`` writes (pymatgen, MP reciprocal density)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.vasp import Kpoints
+
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    kp = Kpoints.automatic_density_by_vol(structure, reciprocal_density, force_gamma=True)
+    return [int(n) for n in kp.kpts[0]]
+
+
 def _clear_labels(atoms: Atoms) -> None:
     for key in RESULT_KEYS + ("model", "label_method", "label_settings"):
         atoms.info.pop(key, None)
@@ -92,6 +103,7 @@ def _store(atoms: Atoms, energy: float, forces, stress=None, free_energy=None) -
 class GpawSettings:
     ecut: float = 500.0  # eV, plane-wave cutoff
     kpt_density: float = 4.0  # points per Å⁻¹
+    reciprocal_density: float | None = None  # if set: pymatgen's MP mesh instead of kpt_density
     xc: str = "PBE"
     smearing: str = "fermi-dirac"
     width: float = 0.05  # eV
@@ -134,7 +146,10 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
     def label(atoms: Atoms) -> Atoms:
         from cscli.frames import _to_builtin
 
-        mesh = kpoint_mesh(atoms, settings.kpt_density)
+        if settings.reciprocal_density:
+            mesh = mp_kpoint_mesh(atoms, settings.reciprocal_density)
+        else:
+            mesh = kpoint_mesh(atoms, settings.kpt_density)
         worker_settings = {
             "ecut": settings.ecut, "xc": settings.xc, "kpts": mesh, "smearing": settings.smearing,
             "width": settings.width, "spinpol": settings.spinpol, "convergence": settings.convergence,
@@ -173,7 +188,9 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
         atoms.info["label_settings"] = {
             "code": "gpaw", "version": result.get("gpaw_version", version), "mode": "pw",
             "ecut_eV": settings.ecut, "xc": settings.xc, "kpts": mesh, "kpts_gamma": True,
-            "kpt_density": settings.kpt_density, "occupations": settings.smearing,
+            **({"reciprocal_density": settings.reciprocal_density} if settings.reciprocal_density
+               else {"kpt_density": settings.kpt_density}),
+            "occupations": settings.smearing,
             "width_eV": settings.width, "spinpol": settings.spinpol,
             **({"convergence": settings.convergence} if settings.convergence else {}),
             **({"extra": settings.extra} if settings.extra else {}),
@@ -183,6 +200,7 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
         return atoms
 
     label.description = f"gpaw {version}, PW {settings.ecut:g} eV, {settings.xc}"
+    label.tag = "gpaw"
     return label
 
 
@@ -253,6 +271,7 @@ def vasp_labeller(workdir: str, encut: float = 520.0, command: str | None = None
         return atoms
 
     label.description = "vasp (ASE)"
+    label.tag = "vasp"
     return label
 
 
@@ -283,6 +302,7 @@ def model_labeller(model: str | None, device: str = "auto"):
         return atoms
 
     label.description = f"MLFF oracle {name} (not DFT)"
+    label.tag = f"mlff-oracle:{name}"
     return label
 
 

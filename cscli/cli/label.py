@@ -17,7 +17,10 @@ from cscli.cli.options import pass_stream
               help="Where the --calculator model force field runs.")
 @click.option("--ecut", type=float, default=500.0, show_default=True, help="GPAW plane-wave cutoff (eV).")
 @click.option("--kpt-density", type=float, default=4.0, show_default=True,
-              help="GPAW Γ-centred k-points per Å⁻¹ (2π included); 4 ≈ MP's 64 per Å⁻³.")
+              help="GPAW Γ-centred k-points per Å⁻¹ (2π included): n_i = ceil(|b_i| d).")
+@click.option("--reciprocal-density", type=float, default=None, metavar="R",
+              help="GPAW k-mesh as VASP gets it from dft-select: pymatgen's Γ-centred MP mesh of R points "
+                   "per Å⁻³ (e.g. 64); overrides --kpt-density.")
 @click.option("--xc", default="PBE", show_default=True, help="GPAW exchange-correlation functional.")
 @click.option("--smearing", type=click.Choice(["fermi-dirac", "marzari-vanderbilt", "methfessel-paxton"]),
               default="fermi-dirac", show_default=True, help="GPAW occupation smearing.")
@@ -35,7 +38,7 @@ from cscli.cli.options import pass_stream
 @click.option("--encut", type=float, default=520.0, show_default=True, help="VASP ENCUT (eV) for --calculator vasp.")
 @click.option("--vasp-command", default=None, metavar="CMD",
               help="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
-def command(frames, settings, calculator, model, device, ecut, kpt_density, xc, smearing, width, spinpol,
+def command(frames, settings, calculator, model, device, ecut, kpt_density, reciprocal_density, xc, smearing, width, spinpol,
             scf_energy, gpaw_opts, gpaw_python, timeout, workdir, encut, vasp_command):
     """Label frames with energy, forces and stress; the frame keeps its id.
 
@@ -49,7 +52,7 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, xc, 
     from cscli.stream import add_history, finish, run_stream
 
     if calculator == "gpaw":
-        opts = lib.GpawSettings(ecut=ecut, kpt_density=kpt_density, xc=xc, smearing=smearing, width=width,
+        opts = lib.GpawSettings(ecut=ecut, kpt_density=kpt_density, reciprocal_density=reciprocal_density, xc=xc, smearing=smearing, width=width,
                                 spinpol=spinpol, python=gpaw_python, timeout=timeout,
                                 convergence={"energy": scf_energy} if scf_energy else {},
                                 extra=_parse_opts(gpaw_opts))
@@ -58,7 +61,7 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, xc, 
         labeller = lib.vasp_labeller(workdir or "vasp-label", encut=encut, command=vasp_command)
     else:
         labeller = lib.model_labeller(model, device)
-    tag = f"label({labeller.description.split(',')[0]})"
+    tag = f"label({labeller.tag})"
 
     def process(atoms):
         out = labeller(atoms)
