@@ -206,14 +206,9 @@ def trajectory():
 
     from cscli.datafiles import reference_phases_path
 
-    try:
-        from cscli.models import load_calculator
+    from cscli.models import load_calculator
 
-        calc = load_calculator("chgnet", device="cpu")
-    except ImportError:  # cscli.models not merged yet
-        from chgnet.model.dynamics import CHGNetCalculator
-
-        calc = CHGNetCalculator(use_device="cpu")
+    calc = load_calculator("chgnet", device="cpu")
     atoms = next(a for a in read_frames(str(reference_phases_path())) if a.info["phase"] == "gamma-Li3PS4")
     atoms.info = {"id": "cand-7", "iteration": 2, "e_hull": 0.04}
     parent = atoms.copy()

@@ -51,6 +51,7 @@ def command(inputs, output, input_format, output_format, bins, method, fingerpri
     frames = list(input_frames(inputs, input_format))
     if not frames:
         raise DataError("no frames in input")
+    seed = 0 if seed is None else seed  # reproducible by default
     chosen, reports = select(frames, bin_list, method=method, seed=seed, fingerprint=fingerprint)
     picked = []
     for i in chosen:
