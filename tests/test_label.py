@@ -146,7 +146,7 @@ def test_vasp_parameters_as_written_by_ase(tmp_path, phase, monkeypatch):
 
 
 @pytest.mark.slow
-def test_mlff_oracle_labels(tmp_path, phase, cli):
+def test_mlff_oracle_labels_and_shards(tmp_path, phase, cli):
     """--calculator model: CHGNet numbers equal a direct CHGNet call; marked as an oracle."""
     pytest.importorskip("cscli.models")
     from chgnet.model.dynamics import CHGNetCalculator
@@ -163,6 +163,19 @@ def test_mlff_oracle_labels(tmp_path, phase, cli):
     assert r.returncode == 0, r.stderr
     outs = read_frames(str(out))
     assert [a.info["id"] for a in outs] == [a.info["id"] for a in frames]
+    # shards split the ids without overlap (in-process: one model load)
+    from cscli.label import model_labeller
+    from cscli.stream import Shard, StreamOptions, run_stream
+
+    labeller = model_labeller("chgnet", "cpu")
+    shard_ids = []
+    for i in range(2):
+        path = tmp_path / f"shard{i}.extxyz"
+        opts = StreamOptions(output=str(path), shard=Shard(i, 2), quiet=True)
+        run_stream((f.copy() for f in frames), labeller, opts)
+        shard_ids.append({a.info["id"] for a in read_frames(str(path))} if path.stat().st_size else set())
+    assert not shard_ids[0] & shard_ids[1]
+    assert shard_ids[0] | shard_ids[1] == {a.info["id"] for a in frames}
     calc = CHGNetCalculator(use_device="cpu")
     for a in outs:
         assert a.info["label_method"].startswith("mlff-oracle:chgnet")
