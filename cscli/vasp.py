@@ -22,7 +22,6 @@ script assembles missing POTCARs from POTCAR.spec at run time.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
