@@ -88,8 +88,8 @@ def resolve_model(name_or_path: str | None = None) -> ModelSpec:
     backend, _, rest = text.partition(":")
     if backend in BACKENDS and rest:
         return _spec_for_path(rest, backend)
-    lower = text.lower()
-    base, _, head = lower.partition(":")
+    base, _, head = text.partition(":")
+    base = base.lower()  # names are case-insensitive; heads (deepmd multi-task branches) are not
     if base in ("chgnet", "chgnet-0.3.0"):
         return ModelSpec("chgnet", "chgnet-0.3.0")
     if base in SEVENNET_NAMES:
@@ -156,6 +156,8 @@ def detect_backend(path: Path) -> str:
             return "sevennet"
         if "model" in keys and isinstance(obj["model"], dict) and "_extra_state" in obj["model"]:
             return "deepmd"
+        if "model" in keys and isinstance(obj["model"], dict) and {"state_dict", "model_args"} <= set(obj["model"]):
+            return "chgnet"  # CHGNet Trainer.save() files
         if "state_dict" in keys and "model_args" in keys:
             return "chgnet"
     if isinstance(obj, torch.nn.Module) and type(obj).__module__.startswith("mace"):
