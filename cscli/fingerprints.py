@@ -109,10 +109,20 @@ def plot_map(xy, labels: Sequence, path: str, color_by: str = "motif", title: st
     xy = np.asarray(xy)
     fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
     numeric = color_by == "iteration" and all(_is_number(v) for v in labels)
-    if numeric:
+    if numeric and len(set(labels)) > 12:
         vals = np.array([float(v) for v in labels])
         sc = ax.scatter(xy[:, 0], xy[:, 1], c=vals, cmap="viridis", s=28, edgecolors="k", linewidths=0.3)
         fig.colorbar(sc, ax=ax, label="iteration")
+    elif numeric:  # a few iterations: one colour each, in order
+        values = sorted(set(float(v) for v in labels))
+        cmap = plt.get_cmap("viridis")
+        for k, value in enumerate(values):
+            mask = np.array([float(v) == value for v in labels])
+            text = f"{value:g}"
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=28, color=cmap(k / max(1, len(values) - 1)), edgecolors="k",
+                       linewidths=0.3, label=f"{text} ({int(mask.sum())})")
+        ax.legend(title="iteration", fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  frameon=False)
     else:
         names = [str(v) for v in labels]
         order = sorted(set(names), key=lambda s: (-names.count(s), s))
@@ -120,7 +130,7 @@ def plot_map(xy, labels: Sequence, path: str, color_by: str = "motif", title: st
         for k, name in enumerate(order):
             mask = np.array([n == name for n in names])
             ax.scatter(xy[mask, 0], xy[mask, 1], s=28, color=cmap(k % cmap.N), edgecolors="k", linewidths=0.3,
-                       label=f"{name} ({int(mask.sum())})")
+                       label=f"{mathtext(name)} ({int(mask.sum())})")
         ax.legend(title="dominant motif" if color_by == "motif" else color_by, fontsize=7, title_fontsize=8,
                   loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel("t-SNE 1")
@@ -129,6 +139,23 @@ def plot_map(xy, labels: Sequence, path: str, color_by: str = "motif", title: st
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def mathtext(name: str) -> str:
+    """``P2S7^4-`` → ``P$_{2}$S$_{7}$$^{4-}$`` and ``(PS3)n^n-`` → ``(PS$_{3}$)$_{n}$$^{n-}$`` for plot labels."""
+    import re
+
+    head, sep, charge = name.partition("^")
+    suffix = ""
+    if " " in charge:
+        charge, suffix = charge.split(" ", 1)
+        suffix = " " + suffix
+    elif " " in head and not sep:
+        head, suffix = head.split(" ", 1)
+        suffix = " " + suffix
+    head = re.sub(r"(?<=[A-Za-z)])(\d+)", r"$_{\1}$", head)
+    head = re.sub(r"(?<=\))n", r"$_{n}$", head)
+    return head + (f"$^{{{charge}}}$" if sep else "") + suffix
 
 
 def _is_number(value) -> bool:

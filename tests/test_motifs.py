@@ -478,7 +478,6 @@ def test_fingerprint_is_matminer_site_mean(phase):
     assert np.allclose(structure_fingerprint(atoms, remove=()), ref, atol=1e-9)
 
 
-@pytest.mark.slow
 def test_map_separates_two_phases(phase, tmp_path):
     """Perturbed copies of two phases: each point's nearest map neighbour is a copy of its own phase."""
     from cscli.fingerprints import fingerprint_map, frame_fingerprint
