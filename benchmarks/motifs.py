@@ -43,8 +43,23 @@ def make_frames(n: int, sigma: float = 0.03, seed: int = 0):
     return frames
 
 
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:8.1f} frames/s ({1e3 * seconds / n:6.2f} ms/frame)"
+class Clock:
+    """Wall and CPU time of a block (CPU time is the steadier figure on a shared machine)."""
+
+    def __enter__(self):
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w
+        self.cpu = time.process_time() - self.c
+
+
+def rate(n: int, clock) -> str:
+    if isinstance(clock, float):
+        return f"{n / clock:8.1f} frames/s wall ({1e3 * clock / n:6.2f} ms/frame)"
+    return (f"{n / clock.wall:8.1f} frames/s wall, {n / clock.cpu:8.1f} frames/s CPU "
+            f"({1e3 * clock.cpu / n:6.2f} CPU ms/frame)")
 
 
 def main() -> None:
@@ -64,31 +79,28 @@ def main() -> None:
     print(f"{args.n} frames, {natoms} atoms ({natoms / args.n:.1f} per frame), 16 Li-P-S phases perturbed by 0.03 Å")
     analyze(frames[0], settings)  # imports, element tables
 
-    t = time.perf_counter()
-    for a in frames:
-        sub = a[[s != "Li" for s in a.get_chemical_symbols()]]
-        if len(sub):
-            neighbor_list("ijdS", sub, {("P", "S"): 2.35, ("S", "S"): 2.20, ("P", "P"): 2.50})
-    t_nl = time.perf_counter() - t
-    print(f"baseline neighbor_list only      : {rate(args.n, t_nl)}")
+    with Clock() as nl:
+        for a in frames:
+            sub = a[[s != "Li" for s in a.get_chemical_symbols()]]
+            if len(sub):
+                neighbor_list("ijdS", sub, {("P", "S"): 2.35, ("S", "S"): 2.20, ("P", "P"): 2.50})
+    print(f"baseline neighbor_list only      : {rate(args.n, nl)}")
 
-    t = time.perf_counter()
     names = set()
-    for a in frames:
-        for m in analyze(a, settings):
-            names.add(m.name)
-    t_an = time.perf_counter() - t
-    print(f"analyze (graph+units+hash+names) : {rate(args.n, t_an)}  = {t_an / t_nl:.1f} x baseline")
+    with Clock() as an:
+        for a in frames:
+            for m in analyze(a, settings):
+                names.add(m.name)
+    print(f"analyze (graph+units+hash+names) : {rate(args.n, an)}  = {an.cpu / nl.cpu:.1f} x baseline (CPU)")
 
     cat = Catalogue()
-    t = time.perf_counter()
-    for a in frames:
-        motifs = analyze(a, settings)
-        tag_frame(a, motifs, settings)
-        cat.add(a.info["id"], motifs)
-    t_all = time.perf_counter() - t
-    print(f"analyze + tag + catalogue        : {rate(args.n, t_all)}  ({len(cat.records)} distinct motifs: "
-          f"{', '.join(sorted(names))})")
+    with Clock() as full:
+        for a in frames:
+            motifs = analyze(a, settings)
+            tag_frame(a, motifs, settings)
+            cat.add(a.info["id"], motifs)
+    print(f"analyze + tag + catalogue        : {rate(args.n, full)}")
+    print(f"  {len(cat.records)} distinct motifs: {', '.join(sorted(names))}")
 
     if not args.no_cli:
         from cscli.frames import write_frames
@@ -100,24 +112,30 @@ def main() -> None:
             src = os.path.join(tmp, "in.extxyz")
             write_frames(frames, src)
             env = dict(os.environ, PYTHONPATH=str(REPO))
+            import resource
+
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "cscli", "motifs", src, "-o", os.path.join(tmp, "out.extxyz"), "-q",
+            proc = subprocess.run([sys.executable, "-m", "cscli", "motifs", src, "-o", os.path.join(tmp, "out.extxyz"), "-q",
                             "--catalogue", os.path.join(tmp, "cat.jsonl")], check=True, env=env)
             t_cli = time.perf_counter() - t
-        print(f"CLI end to end (extxyz in/out)   : {rate(args.n, t_cli)}")
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+        print(f"CLI end to end (extxyz in/out)   : {args.n / t_cli:8.1f} frames/s wall, {args.n / cpu:8.1f} frames/s CPU "
+              f"({t_cli:.1f} s wall, {cpu:.1f} s CPU incl. start-up)")
+        del proc
 
     from cscli.fingerprints import structure_fingerprint
 
     fp_frames = make_frames(args.n_fp, seed=1)
     structure_fingerprint(fp_frames[0])  # imports
     for remove, label in ((("Li",), "Li removed"), ((), "all atoms ")):
-        t = time.perf_counter()
-        for a in fp_frames:
-            structure_fingerprint(a, remove=remove)
-        t_fp = time.perf_counter() - t
+        with Clock() as fp:
+            for a in fp_frames:
+                structure_fingerprint(a, remove=remove)
         n_sites = sum(sum(s not in remove for s in a.get_chemical_symbols()) for a in fp_frames)
-        print(f"fingerprint ({label}, {args.n_fp} frames): {rate(args.n_fp, t_fp)}  "
-              f"= {1e3 * t_fp / n_sites:.0f} ms/site, {t_fp / args.n_fp / (t_an / args.n):.0f} x analyze")
+        print(f"fingerprint ({label}, {args.n_fp} frames): {rate(args.n_fp, fp)}  "
+              f"= {1e3 * fp.cpu / n_sites:.0f} CPU ms/site, {fp.cpu / args.n_fp / (an.cpu / args.n):.0f} x analyze")
 
 
 if __name__ == "__main__":

@@ -498,3 +498,29 @@ def test_map_separates_two_phases(phase, tmp_path):
     d = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
     nearest = d.argmin(axis=1)
     assert all(labels[k] == labels[n] for k, n in enumerate(nearest))
+
+
+def test_one_atom_cell_self_loop_chain():
+    """A helix-free sulfur chain in a one-atom cell: the atom bonds to its own images (a self-loop)."""
+    chain = Atoms("S", positions=[[0, 5, 5]], cell=[2.05, 10, 10], pbc=True)
+    g = bond_graph(chain)
+    assert list(g.edges(data="offset")) == [(0, 0, (1, 0, 0))]
+    (m,) = analyze(chain)
+    assert (m.name, m.dimensionality, m.charge, m.count) == ("(S)n", 1, 0, 1)
+    assert larsen_dimensionality(chain) == 1
+    for sc, k in ((((3, 0, 0), (0, 1, 0), (0, 0, 1)), 3), (((2, 0, 0), (0, 2, 0), (0, 0, 1)), 4)):
+        other, kk = transformed(chain, np.random.default_rng(5), sc)
+        assert kk == k
+        (o,) = analyze(other)
+        assert (o.hash, o.count, o.dimensionality) == (m.hash, k, 1)
+
+
+def test_cli_resume_does_not_count_twice(cli, phase, tmp_path):
+    src = _write([phase("beta-Li3PS4"), phase("Li7P3S11")], tmp_path / "in.extxyz")
+    out, cat = tmp_path / "out.extxyz", tmp_path / "cat.jsonl"
+    for _ in range(2):
+        r = cli("motifs", src, "-o", out, "--catalogue", cat, "-q")
+        assert r.returncode == 0, r.stderr
+    recs = {json.loads(line)["name"]: json.loads(line) for line in cat.read_text().splitlines()}
+    assert recs["PS4^3-"]["count"] == 4 + 2 and recs["PS4^3-"]["frames"] == 2
+    assert out.read_text().count("motif_names=") == 2
