@@ -524,3 +524,24 @@ def test_cli_resume_does_not_count_twice(cli, phase, tmp_path):
     recs = {json.loads(line)["name"]: json.loads(line) for line in cat.read_text().splitlines()}
     assert recs["PS4^3-"]["count"] == 4 + 2 and recs["PS4^3-"]["frames"] == 2
     assert out.read_text().count("motif_names=") == 2
+
+
+@pytest.mark.parametrize("name, formula, n_edges, degrees", [
+    ("S", "S8", 8, {"S": {2: 8}}),  # one 8-membered ring
+    ("P2S5", "P4S10", 16, {"P": {4: 4}, "S": {2: 6, 1: 4}}),  # adamantane cage, 4 terminal S
+    ("P4S3", "P4S3", 9, {"P": {3: 4}, "S": {2: 3}}),  # P3 basal ring, apical P, 3 bridging S
+    ("P", "P4", 6, {"P": {3: 4}}),  # tetrahedron
+])
+def test_molecular_cages_and_rings(phase, name, formula, n_edges, degrees):
+    import networkx as nx
+
+    for unit in find_units(phase(name)):
+        assert unit.formula == formula and unit.finite
+        assert unit.graph.number_of_edges() == n_edges
+        got = {}
+        for n in unit.nodes:
+            got.setdefault(unit.species[n], Counter())[unit.graph.degree(n)] += 1
+        assert got == degrees
+        if name == "S":
+            (ring,) = nx.cycle_basis(nx.Graph(unit.graph))
+            assert len(ring) == 8
