@@ -545,3 +545,17 @@ def test_molecular_cages_and_rings(phase, name, formula, n_edges, degrees):
         if name == "S":
             (ring,) = nx.cycle_basis(nx.Graph(unit.graph))
             assert len(ring) == 8
+
+
+def test_disulfide_linked_chain_is_ps4_n():
+    """The seed paper's (PS4)n chain: PS2 units linked by S-S bridges, -P(S2)-S-S-P(S2)-, one P per cell."""
+    a = 5.397
+    pos = [[0, 0, 0], [1.5, 1.47, 0], [3.5, 0.9, 0], [0, -1.0, 1.67], [0, -1.0, -1.67]]
+    chain = Atoms("PS4", positions=np.array(pos) + [0, 6, 6], cell=[a, 12, 12], pbc=True)
+    assert _min_nonbonded(chain) > 2.6
+    bonds = Counter(d for _, _, d in bond_graph(chain).edges(data="bond"))
+    assert bonds == {"P-S": 4, "S-S": 1}
+    (m,) = analyze(chain)
+    # P(V); the S-S bridge sulfurs are -1 each, the terminal ones -2: 5 - 1 - 1 - 2 - 2 = -1 per PS4
+    assert (m.name, m.charge, m.dimensionality) == ("(PS4)n^n-", -1, 1)
+    assert m.hash != analyze(ps3_chain())[0].hash
