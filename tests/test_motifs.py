@@ -256,6 +256,15 @@ def test_si_o_defaults_from_covalent_radii():
     dirs = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
     atoms = box(["Si"] + ["O"] * 4, np.vstack([[0, 0, 0], 1.63 * dirs]))
     assert names(atoms) == {"SiO4^4-": 1}
+    # pyrosilicate: a second, inverted tetrahedron through the O along (1,1,1)
+    si2 = 2 * 1.63 * dirs[0]
+    pos = np.vstack([[0, 0, 0], 1.63 * dirs, si2, si2 - 1.63 * dirs[1:]])
+    atoms = box(["Si"] + ["O"] * 4 + ["Si"] + ["O"] * 3, pos)
+    assert _min_nonbonded(atoms) > 2.5
+    assert names(atoms) == {"Si2O7^6-": 1}
+    # thiogermanate with the Ge-S cutoff from covalent radii (1.15 x (1.20 + 1.05) Å)
+    atoms = box(["Ge"] + ["S"] * 4, np.vstack([[0, 0, 0], 2.21 * dirs]))
+    assert names(atoms) == {"GeS4^4-": 1}
 
 
 def quartz():
