@@ -91,24 +91,28 @@ def distance_bounds(elements: Sequence[str], factor: float = DEFAULT_DISTANCE_FA
     return out
 
 
-def distance_violations(atoms: Atoms, bounds: dict[tuple[str, str], float], group=None, group_bound: float = 0.0):
+def distance_violations(atoms: Atoms, bounds: dict[tuple[str, str], float], group=None, group_bound: float = 0.0,
+                        unwrapped=None):
     """Pairs closer than their bound: list of (i, j, d, bound). ``group`` (per-atom labels, -1 = none)
-    adds ``group_bound`` for atoms of two *different* groups (anion units)."""
+    raises the bound to ``group_bound`` between atoms of different groups (anion units). With the
+    units' ``unwrapped`` Cartesian positions, a unit's periodic image counts as a different unit."""
     import numpy as np
     from ase.neighborlist import neighbor_list
 
     cutoff = max(max(bounds.values()), group_bound) + 0.01
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    i, j, d, D = neighbor_list("ijdD", atoms, cutoff)
     symbols = atoms.get_chemical_symbols()
     bad = []
-    for a, b, dist in zip(i, j, d):
-        if a >= b and not (a == b):
+    for a, b, dist, vec in zip(i, j, d, D):
+        if a > b:
             continue
         bound = bounds[(symbols[a], symbols[b])]
-        if group is not None and group[a] >= 0 and group[b] >= 0 and group[a] != group[b]:
-            bound = max(bound, group_bound)
-        if a == b:  # an atom too close to its own periodic image
-            bound = bounds[(symbols[a], symbols[a])]
+        if group is not None and group[a] >= 0 and group[b] >= 0:
+            same_unit = group[a] == group[b] and a != b
+            if same_unit and unwrapped is not None:
+                same_unit = np.allclose(vec, unwrapped[b] - unwrapped[a], atol=1e-4)
+            if not same_unit:
+                bound = max(bound, group_bound)
         if dist < bound - 1e-6:
             bad.append((int(a), int(b), float(dist), float(bound)))
     return bad
@@ -420,15 +424,52 @@ def motif_from_atoms(atoms: Atoms, name: str | None = None, charge: int | None =
     return Motif(str(name), tuple(atoms.get_chemical_symbols()), tuple(map(tuple, np.round(pos, 6))), int(charge))
 
 
+def _catalogue_records(path: str) -> list[dict] | None:
+    """Records of a ``cscli motifs --catalogue`` JSON-lines file, or None when it is not one."""
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        first = next((line for line in fh if line.strip()), "")
+    try:
+        rec = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(rec, dict) or "hash" not in rec or "example" not in rec:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def load_motifs(path: str | None, names: Sequence[str] | None = None) -> list[Motif]:
-    """Motifs from a catalogue file (extxyz/JSON lines, one frame per unit) plus the built-ins."""
+    """Motifs by name (or formula) from the built-ins and a catalogue: a ``cscli motifs --catalogue``
+    JSON-lines file (finite units with a charge and an ``example``), or frames of isolated units
+    (extxyz/JSON lines with info ``motif_name`` and ``charge``, as ``cscli motifs --export-dir`` writes)."""
+    from pathlib import Path
+
     available = dict(builtin_motifs())
     if path:
-        from cscli.frames import iter_frames
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such motif catalogue")
+        records = _catalogue_records(path) if path.endswith((".jsonl", ".json", ".ndjson")) else None
+        if records is not None:
+            import numpy as np
+            from ase import Atoms
 
-        for atoms in iter_frames(path):
-            m = motif_from_atoms(atoms)
-            available[m.name] = m
+            for rec in records:
+                ex = rec.get("example") or {}
+                if rec.get("dimensionality") != 0 or rec.get("charge") is None or not ex.get("symbols"):
+                    continue  # polymers and units without a formal charge cannot be placed as rigid ions
+                m = motif_from_atoms(Atoms(ex["symbols"], positions=np.asarray(ex["positions"], float)),
+                                     name=rec.get("formula") or rec["name"], charge=int(rec["charge"]))
+                available.setdefault(rec["name"], m)
+                available[m.name] = m
+        else:
+            from cscli.frames import iter_frames
+
+            for atoms in iter_frames(path):
+                m = motif_from_atoms(atoms)
+                available[m.name] = m
+                available.setdefault(m.name.split("^")[0].split(" ")[0], m)  # "P2S7^4-" also as "P2S7"
     if not names:
         names = ["PS4", "S"]
     out = []
@@ -583,8 +624,10 @@ def motif_structure(settings: OfflineSettings, rng: np.random.Generator, motifs:
                 fixed_frac += orbit
         # orient the units: random rotation per independent unit, copied by the site's operations
         for _ in range(30):
-            syms, frac, group = list(fixed_syms), list(fixed_frac), [-1] * len(fixed_syms)
-            unit_id = 0
+            # lone anions count as one-atom units (kept anion_distance from other anions); cations -1
+            syms, frac = list(fixed_syms), list(fixed_frac)
+            group = [-1 if s == cation else k for k, s in enumerate(fixed_syms)]
+            unit_id = len(fixed_syms)
             for motif, centre, ops in centres:
                 rot = Rotation.random(random_state=rng).as_matrix()
                 local = np.asarray(motif.positions) @ rot.T @ inv + centre
@@ -594,7 +637,8 @@ def motif_structure(settings: OfflineSettings, rng: np.random.Generator, motifs:
                     group += [unit_id] * motif.natoms
                     unit_id += 1
             atoms = Atoms(syms, scaled_positions=np.mod(np.asarray(frac), 1.0), cell=cell, pbc=True)
-            bad = distance_violations(atoms, settings.bounds, group=np.asarray(group), group_bound=settings.anion_distance)
+            bad = distance_violations(atoms, settings.bounds, group=np.asarray(group), group_bound=settings.anion_distance,
+                                      unwrapped=np.asarray(frac) @ cell)
             if not bad:
                 order = np.argsort([settings.elements.index(s) for s in atoms.get_chemical_symbols()], kind="stable")
                 atoms = atoms[order]
