@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache

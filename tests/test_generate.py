@@ -17,8 +17,6 @@ import json
 import os
 import stat
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
