@@ -49,7 +49,7 @@ DEFAULT_ANN_NEIGHBORS = 3  # quests.entropy.DEFAULT_UQ_NBRS
 DEFAULT_GRAPH_NEIGHBORS = 10  # quests.entropy.DEFAULT_GRAPH_NBRS
 EXACT_PAIR_LIMIT = 2_000_000_000  # method="auto": exact kernel sums up to this many pairs
 DUPLICATE_DISTANCE = 1e-3  # descriptor distance (float32 round-off ~3e-4) below which two environments are the same
-_BLOCK_PAIRS = 8_000_000  # pairs per distance block (~32 MB of float32)
+_BLOCK_PAIRS = 2_000_000  # pairs per distance block (8 MB of float32)
 
 
 # ----------------------------------------------------------------------------- descriptors
@@ -97,17 +97,22 @@ def log_kernel_sum(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH,
         return (out, np.sqrt(dmin2)) if return_min_dist else out
     inv = 1.0 / (2.0 * h * h)
     ny, nx = _sq_norms(y), _sq_norms(x)
-    col = max(1, min(n, _BLOCK_PAIRS // 256))
+    col = max(1, min(n, 4096))
     row = max(1, min(m, _BLOCK_PAIRS // col))
     for j0 in range(0, n, col):
         xb, nxb = x[j0:j0 + col], nx[j0:j0 + col]
         for i0 in range(0, m, row):
-            d2 = ny[i0:i0 + row, None] + nxb[None, :] - 2.0 * (y[i0:i0 + row] @ xb.T)
-            np.maximum(d2, 0.0, out=d2)
-            dmin2[i0:i0 + row] = np.minimum(dmin2[i0:i0 + row], d2.min(axis=1))
-            e = d2.astype(np.float64, copy=False) * -inv
-            mx = e.max(axis=1)
-            s = np.log(np.exp(e - mx[:, None]).sum(axis=1)) + mx
+            g = y[i0:i0 + row] @ xb.T  # becomes d², then the kernel exponent, in place
+            g *= -2.0
+            g += ny[i0:i0 + row, None]
+            g += nxb[None, :]
+            np.maximum(g, 0.0, out=g)
+            bmin = g.min(axis=1)
+            dmin2[i0:i0 + row] = np.minimum(dmin2[i0:i0 + row], bmin)
+            g -= bmin[:, None]  # log-sum-exp: the largest term is exp(-bmin/2h²)
+            g *= -inv
+            np.exp(g, out=g)
+            s = np.log(g.sum(axis=1, dtype=np.float64)) - bmin.astype(np.float64) * inv
             out[i0:i0 + row] = np.logaddexp(out[i0:i0 + row], s)
     return (out, np.sqrt(dmin2)) if return_min_dist else out
 
