@@ -450,8 +450,8 @@ def entropy_select(frames: Sequence[Atoms], train: Sequence[Atoms] = (), n: int 
         bar = tqdm(total=n or len(frames), desc="selecting", unit="frame", file=sys.stderr, leave=False)
     ann = {"seed": seed} if seed is not None else {}
     result = select(cx, cf, len(frames), tx, n=n, strategy=strategy, min_dh=min_dh, h=h, method=method,
-                    progress=bar.update if bar else None, **ann)
-    if bar:
+                    progress=bar.update if bar is not None else None, **ann)
+    if bar is not None:
         bar.close()
     ids = [str(a.info.get("id", i)) for i, a in enumerate(frames)]
     settings = {"strategy": strategy, "bandwidth": h, "k": k, "cutoff": cutoff, "n_requested": n,

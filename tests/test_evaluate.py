@@ -103,11 +103,10 @@ def test_chgnet_force_rmse_on_nequip_lips(shared_data):
 
     Measured here: 0.293 eV/Å on frames 0-9 of lips_val_every10_100frames, 0.280 on frames 0-2.
     """
-    from chgnet.model.dynamics import CHGNetCalculator
-
     from cscli.frames import iter_frames
+    from cscli.models import load_calculator
 
-    calc = CHGNetCalculator(use_device="cpu")
+    calc = load_calculator("chgnet", device="cpu")
     frames = (a for i, a in enumerate(iter_frames(str(shared_data / NEQUIP))) if i < 3)
     report = evaluate_model(calc, frames)
     f = report["overall"]["forces"]
@@ -122,7 +121,6 @@ def test_chgnet_force_rmse_on_nequip_lips(shared_data):
 
 @pytest.mark.slow
 def test_cli_evaluate(cli, shared_data, tmp_path):
-    pytest.importorskip("cscli.models")
     png = tmp_path / "parity.png"
     src = tmp_path / "two.extxyz"
     from cscli.frames import read_frames, write_frames

@@ -33,6 +33,7 @@ def command(inputs, input_format, model, device, report_path, plot_path, no_per_
 
     from cscli.errors import DataError
     from cscli.evaluate import evaluate_model, plot_parity, summary_lines
+    from cscli.frames import data_stdout
     from cscli.models import load_calculator
 
     calc = load_calculator(model, device=device)
@@ -45,9 +46,9 @@ def command(inputs, input_format, model, device, report_path, plot_path, no_per_
         bar = tqdm(desc="evaluate", unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False)
     try:
         report = evaluate_model(calc, frames, per_composition=not no_per_composition, parity=plot_path is not None,
-                                parity_sample=parity_sample, progress=bar.update if bar else None)
+                                parity_sample=parity_sample, progress=bar.update if bar is not None else None)
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     if report["frames_read"] == 0:
         raise DataError("no frames in input")
@@ -60,8 +61,9 @@ def command(inputs, input_format, model, device, report_path, plot_path, no_per_
         report.pop("parity")
     text = json.dumps(report, indent=1) + "\n"
     if report_path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        out = data_stdout()
+        out.write(text)
+        out.flush()
     else:
         with open(report_path, "w", encoding="utf-8") as fh:
             fh.write(text)
