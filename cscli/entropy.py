@@ -424,7 +424,8 @@ def plot_report(report: dict, path: str) -> None:
 def entropy_select(frames: Sequence[Atoms], train: Sequence[Atoms] = (), n: int | None = None,
                    strategy: str = "greedy", min_dh: float | None = None, h: float = DEFAULT_BANDWIDTH,
                    k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, method: str = "auto",
-                   seed: int | None = 0, progress: bool = False) -> tuple[list[Atoms], dict]:
+                   ann_neighbors: int = DEFAULT_ANN_NEIGHBORS, seed: int | None = 0,
+                   progress: bool = False) -> tuple[list[Atoms], dict]:
     """Descriptors + :func:`select` on frames: the selected frames (copies, in selection order, with
     ``info['delta_entropy']`` and ``info['entropy_select_step']``) and the JSON report."""
     from cscli.errors import DataError
@@ -448,13 +449,14 @@ def entropy_select(frames: Sequence[Atoms], train: Sequence[Atoms] = (), n: int 
         from tqdm import tqdm
 
         bar = tqdm(total=n or len(frames), desc="selecting", unit="frame", file=sys.stderr, leave=False)
-    ann = {"seed": seed} if seed is not None else {}
+    ann = {"seed": seed, "n_neighbors": ann_neighbors}
     result = select(cx, cf, len(frames), tx, n=n, strategy=strategy, min_dh=min_dh, h=h, method=method,
                     progress=bar.update if bar is not None else None, **ann)
     if bar is not None:
         bar.close()
     ids = [str(a.info.get("id", i)) for i, a in enumerate(frames)]
     settings = {"strategy": strategy, "bandwidth": h, "k": k, "cutoff": cutoff, "n_requested": n,
+                "ann_neighbors": ann_neighbors,
                 "min_dh": min_dh, "n_train_frames": len(train)}
     report = selection_report(result, ids, settings)
     selected = []

@@ -304,7 +304,10 @@ def plot_parity(report: dict, path: str, title: str | None = None) -> None:
         ax.set_ylim(lo - pad, hi + pad)
         m = report["overall"][q]
         unit = UNITS[q]
-        ax.set_title(f"RMSE {m['rmse']:.3g}, MAE {m['mae']:.3g} {unit}", fontsize=9)
+        text = f"RMSE {m['rmse']:.3g}, MAE {m['mae']:.3g} {unit}"
+        if q == "energy_per_atom":
+            text += f"\nbias {m['mean_error']:+.3g}, offset-free RMSE {m['std_error']:.3g}"
+        ax.set_title(text, fontsize=9)
         ax.set_xlabel(f"label {label}")
         ax.set_ylabel(f"predicted {label}")
         ax.set_aspect("equal", adjustable="box")

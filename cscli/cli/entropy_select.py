@@ -26,13 +26,15 @@ from cscli.cli.options import input_frames, io_options, seed_option
 @click.option("--method", type=click.Choice(["auto", "exact", "approx"]), default="auto", show_default=True,
               help="δH against --train: exact kernel sums, or approximate nearest neighbours (PyNNDescent); "
                    "auto = exact up to 2e9 environment pairs.")
+@click.option("--ann-neighbors", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Nearest training environments in the approximate kernel sum (QUESTS default 3).")
 @click.option("--report", "report_path", default=None, metavar="FILE.json",
               help="Write H before/after and dH/dN along the selection.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot log10(dH/dN) and H along the selection.")
 @seed_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def command(inputs, output, input_format, output_format, train_path, n_select, strategy, min_dh, bandwidth,
-            k_nbrs, cutoff, method, report_path, plot_path, seed, quiet):
+            k_nbrs, cutoff, method, ann_neighbors, report_path, plot_path, seed, quiet):
     """Select candidate frames (INPUT..., default stdin) that add the most information entropy to a
     training set, and write them with info['delta_entropy'] (nats).
 
@@ -54,7 +56,7 @@ def command(inputs, output, input_format, output_format, train_path, n_select, s
         raise DataError("no frames in input")
     train = list(iter_frames(train_path)) if train_path else []
     selected, report = entropy_select(frames, train, n=n_select, strategy=strategy, min_dh=min_dh, h=bandwidth,
-                                      k=k_nbrs, cutoff=cutoff, method=method, seed=0 if seed is None else seed,
+                                      k=k_nbrs, cutoff=cutoff, method=method, ann_neighbors=ann_neighbors, seed=0 if seed is None else seed,
                                       progress=not quiet)
     with FrameWriter(output, output_format) as writer:
         for atoms in selected:
