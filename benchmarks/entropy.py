@@ -11,8 +11,8 @@ Prints, for each size N (N reference and N query environments):
 and, once: descriptor throughput, cscli exact vs QUESTS's own float64 delta_entropy on a subset
 (max |diff| where QUESTS is finite, speed ratio), and the time of one greedy selection step.
 
-    nice python benchmarks/entropy.py                 # sizes 2000 5000 10000
-    nice python benchmarks/entropy.py --sizes 2000 20000 60000 --large --json out.json
+    nice python benchmarks/entropy.py                 # sizes 2000 5000 10000, 32 neighbours
+    nice python benchmarks/entropy.py --sizes 2000 10000 40000 --large --ann-neighbors 3 --json out.json
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000])
     ap.add_argument("--large", action="store_true", help="add the 1000-frame trajectories (148k more environments)")
-    ap.add_argument("--ann-neighbors", type=int, default=3, help="neighbours in the approximate sum (QUESTS: 3)")
+    ap.add_argument("--ann-neighbors", type=int, default=32, help="neighbours in the approximate sum (QUESTS: 3)")
     ap.add_argument("--quests-subset", type=int, default=1000, help="query rows compared with QUESTS float64")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

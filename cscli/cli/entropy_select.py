@@ -25,9 +25,9 @@ from cscli.cli.options import input_frames, io_options, seed_option
               help="Descriptor cutoff (Å).")
 @click.option("--method", type=click.Choice(["auto", "exact", "approx"]), default="auto", show_default=True,
               help="δH against --train: exact kernel sums, or approximate nearest neighbours (PyNNDescent); "
-                   "auto = exact up to 2e9 environment pairs.")
-@click.option("--ann-neighbors", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Nearest training environments in the approximate kernel sum (QUESTS default 3).")
+                   "auto = exact up to 1e9 environment pairs.")
+@click.option("--ann-neighbors", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Nearest training environments in the approximate kernel sum (QUESTS uses 3).")
 @click.option("--report", "report_path", default=None, metavar="FILE.json",
               help="Write H before/after and dH/dN along the selection.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot log10(dH/dN) and H along the selection.")
