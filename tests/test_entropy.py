@@ -134,6 +134,14 @@ def test_approximate_neighbours_agree_with_exact(frames):
     assert novel.sum() > 100
     # ANN recall is not 100%: a missed nearest neighbour overestimates δH for a few environments
     assert np.mean(np.abs(approx[novel] - exact[novel]) < 0.05) > 0.95
+    # selection with approximate initial δH picks the same frames as with exact δH
+    cands = test + li2s
+    cx, cf = E.descriptors(cands)
+    a = E.select(cx, cf, len(cands), tx, n=4, method="approx")
+    b = E.select(cx, cf, len(cands), tx, n=4, method="exact")
+    assert a.method == "approx" and b.method == "exact"
+    assert a.indices == b.indices
+    assert a.entropy_before == pytest.approx(b.entropy_before, abs=0.05)
 
 
 def test_cli_entropy_select(cli, shared_data, tmp_path):
