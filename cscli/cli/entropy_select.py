@@ -56,8 +56,8 @@ def command(inputs, output, input_format, output_format, train_path, n_select, s
         raise DataError("no frames in input")
     train = list(iter_frames(train_path)) if train_path else []
     selected, report = entropy_select(frames, train, n=n_select, strategy=strategy, min_dh=min_dh, h=bandwidth,
-                                      k=k_nbrs, cutoff=cutoff, method=method, ann_neighbors=ann_neighbors, seed=0 if seed is None else seed,
-                                      progress=not quiet)
+                                      k=k_nbrs, cutoff=cutoff, method=method, ann_neighbors=ann_neighbors,
+                                      seed=0 if seed is None else seed, progress=not quiet)
     with FrameWriter(output, output_format) as writer:
         for atoms in selected:
             add_history(atoms, f"entropy-select({strategy})")
