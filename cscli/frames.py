@@ -31,10 +31,16 @@ generate
 hull and sun-filter
     ``e_hull`` (eV/atom), ``e_form_per_atom``, ``decomposition`` (JSON string: formula → fraction),
     ``is_stable``, ``is_unique``, ``is_novel``, ``is_sun``, ``duplicate_of``, ``matches_reference``
+dft-select, collect, label
+    ``dft_bin`` (E_hull bin label); ``vasp_dir``, ``vasp_step``, ``vasp_n_steps``,
+    ``vasp_scf_converged``, ``vasp_relax_converged`` (collect); ``label_settings`` (JSON string of
+    the DFT settings), ``label_scf_iterations`` (label)
 motifs
-    ``motifs`` (JSON string: list of {hash, name, count}), ``motif_names``
+    ``motifs`` (JSON string: list of {hash, name, count}), ``motif_names`` (plain string),
+    ``motif_charge_balance`` (sum of unit charges plus nominal cation charges; 0 = balanced),
+    ``fingerprint``, ``fingerprint_kind`` (with ``--map``)
 entropy-select
-    ``delta_entropy`` (nats)
+    ``delta_entropy`` (nats), ``entropy_select_step`` (1-based order of selection)
 failures
     ``error``           message, on frames written to ``--failed``
 

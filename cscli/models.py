@@ -33,7 +33,7 @@ from pathlib import Path
 
 from cscli.errors import ModelError, UsageError
 
-DEFAULT_MODEL = "7net-0"  # chosen by measurement: docs/models.md (benchmarks/model_accuracy.py)
+DEFAULT_MODEL = "7net-l3i5"  # chosen by measurement: docs/models.md (benchmarks/model_accuracy.py)
 
 MATTERSIM_FILES = {"mattersim-1m": "mattersim-v1.0.0-1M.pth", "mattersim-5m": "mattersim-v1.0.0-5M.pth"}
 DPA3_FILES = ("DPA-3.1-3M.pt", "DPA-3.1-3M.pth", "dpa-3.1-3m.pt", "dpa-3.1-3m.pth")

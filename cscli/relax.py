@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,7 +69,10 @@ def relax_atoms(
     target = work if fix_cell or not work.pbc.all() else FrechetCellFilter(work, scalar_pressure=pressure * GPa)
     opt = _optimizer_class(optimizer)(target, logfile=None, trajectory=trajectory)
     try:
-        converged = bool(opt.run(fmax=fmax, steps=steps))
+        with warnings.catch_warnings():
+            # FrechetCellFilter's matrix logarithm warns at 1e-13 relative error every step
+            warnings.filterwarnings("ignore", message="logm result may be inaccurate")
+            converged = bool(opt.run(fmax=fmax, steps=steps))
     except (FloatingPointError, ValueError, RuntimeError) as exc:
         raise FrameError(f"relaxation failed: {exc}") from None
     n_steps = int(opt.get_number_of_steps())

@@ -11,7 +11,7 @@
 #SBATCH --requeue
 set -euo pipefail
 input=${1:?usage: sbatch slurm_relax_array.sh CANDIDATES.extxyz}
-model=${CSCLI_MODEL:-7net-0}
+model=${CSCLI_MODEL:-7net-l3i5}
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
 cscli relax "$input" --shard auto --model "$model" --device auto \
     -o "relaxed.${SLURM_ARRAY_TASK_ID}.extxyz" --failed "failed.${SLURM_ARRAY_TASK_ID}.extxyz" -q

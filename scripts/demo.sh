@@ -5,7 +5,7 @@ set -euo pipefail
 out=${1:-demo-out}
 mkdir -p "$out"
 refs=$(python -c "from cscli.datafiles import reference_phases_path as p; print(p())")
-model=${CSCLI_DEMO_MODEL:-7net-0}
+model=${CSCLI_DEMO_MODEL:-7net-l3i5}
 
 echo "== 1. relax the 16 Li-P-S reference phases with $model (resumes if re-run)"
 cscli relax "$refs" -o "$out/refs_relaxed.extxyz" --model "$model" --fmax 0.05 --steps 300

@@ -8,7 +8,7 @@ import pytest
 from ase.build import bulk
 
 from cscli.frames import read_frames, write_frames
-from cscli.models import load_calculator
+from cscli.models import DEFAULT_MODEL, load_calculator
 from cscli.perturb import mean_spacing, perturb_frame
 from cscli.relax import relax_atoms
 from conftest import run_cli
@@ -111,6 +111,6 @@ def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases):
     frames = ase.io.read(out, index=":")
     assert len(frames) == 6
     assert {f.info["parent_id"] for f in frames} == {"ref-Li2S", "ref-Li"}
-    assert all("relax(7net-0)" in f.info["history"] and "perturb(seed=1)" in f.info["history"] for f in frames)
+    assert all(f"relax({DEFAULT_MODEL})" in f.info["history"] and "perturb(seed=1)" in f.info["history"] for f in frames)
     jsonl = run_cli("perturb", "-n", "1", "--seed", "1", "--output-format", "jsonl", "-q", input=relax.stdout)
     assert len(jsonl.stdout.strip().splitlines()) == 2
