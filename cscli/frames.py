@@ -27,7 +27,9 @@ perturb
     ``perturb_sigma``   displacement standard deviation used (Å); ``perturb_sigma_rel`` (in units
                         of a = (V/N)^(1/3)); ``perturb_strain`` largest principal strain; ``perturb_seed``
 generate
-    ``generator``, ``e_hull_target``, ``batch``
+    ``generator``, ``chemical_system``, ``generate_seed``, ``spacegroup_target``, ``formula_units``,
+    ``generate_attempts``, ``seed_motifs`` (motif backend, e.g. ``PS4:4;S:2``); MatterGen:
+    ``e_hull_target``, ``batch``, ``guidance``, ``mattergen_model``, ``outside_system``
 hull and sun-filter
     ``e_hull`` (eV/atom), ``e_form_per_atom``, ``decomposition`` (JSON string: formula → fraction),
     ``is_stable``, ``is_unique``, ``is_novel``, ``is_sun``, ``duplicate_of``, ``matches_reference``
