@@ -4,7 +4,7 @@
 
 * the model: ``model.pth`` (deepmd: a frozen TorchScript model from ``dp --pt freeze``; mattersim:
   a MatterSim checkpoint, a ``torch.save`` dict with ``model_name == "m3gnet"``), loadable by
-  ``cscli relax --model``; :func:`model_file_kind` tells the two apart;
+  ``cscli relax --model`` (``cscli.models.detect_backend`` tells the two apart by content);
 * ``lcurve.out`` (whitespace table, ``#`` header) and ``learning_curve.png``;
 * ``summary.json`` (backend, paths, frame counts, steps or epochs, final errors);
 * the backend's own inputs and logs (``input.json``/``train.log`` for deepmd, ...).
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,30 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
 BACKENDS = ("deepmd", "mattersim", "mattergen")
-
-
-def model_file_kind(path: str | Path) -> str | None:
-    """``"deepmd"`` for a frozen deepmd PyTorch model, ``"mattersim"`` for a MatterSim checkpoint.
-
-    Both are ``.pth`` zip archives written by torch; a TorchScript archive (deepmd) holds
-    ``<name>/code/`` and ``<name>/constants.pkl``, a ``torch.save`` dict (MatterSim) only
-    ``<name>/data.pkl`` (+ tensors) whose pickle names ``model_name``/``m3gnet``. Returns None for
-    anything else. Cheap: reads the zip directory and at most the small pickle.
-    """
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
-                return "deepmd"
-            pkl = next((n for n in names if n.endswith("/data.pkl")), None)
-            if pkl is not None:
-                head = zf.read(pkl)
-                if b"m3gnet" in head and b"model_args" in head:
-                    return "mattersim"
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return None
-    return None
 
 
 def finetune(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path,
@@ -84,4 +59,4 @@ def finetune(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], outpu
     return summary
 
 
-__all__ = ["BACKENDS", "finetune", "model_file_kind"]
+__all__ = ["BACKENDS", "finetune"]

@@ -15,6 +15,8 @@ from cscli.errors import ModelError, UsageError
 def device_env(device: str, env: dict | None = None) -> dict:
     """Environment for a training subprocess that runs on ``device`` (auto, cpu, cuda)."""
     env = dict(os.environ if env is None else env)
+    # deepmd's data-loader worker processes cost more than they give on small data sets
+    env.setdefault("NUM_WORKERS", "0")
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["DEVICE"] = "cpu"  # deepmd-kit's PyTorch backend reads this

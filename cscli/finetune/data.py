@@ -220,6 +220,12 @@ def plot_learning_curve(curve: dict[str, list[float]], png: str | Path, title: s
 
     steps = curve.get(x) or []
     keys = [k for k in curve if k != x and k.startswith(("rmse", "loss", "mae")) and len(curve[k]) == len(steps)]
+    import math as _m
+
+    def _useful(k):
+        return any(isinstance(y, (int, float)) and _m.isfinite(y) and y > 0 for y in curve[k])
+
+    keys = [k for k in keys if "_" in k and k.rsplit("_", 1)[0] not in ("rmse",) and _useful(k)]
     quantities = sorted({k.rsplit("_", 1)[0] for k in keys})
     fig, axes = plt.subplots(1, max(1, len(quantities)), figsize=(4.2 * max(1, len(quantities)), 3.4), squeeze=False)
     for ax, q in zip(axes[0], quantities):
