@@ -105,7 +105,9 @@ def command(inputs, output, backend, input_format, valid_file, valid_fraction, i
     summary = finetune(train, valid, output, backend=backend, quiet=quiet, plot=not no_plot, **options)
     if not quiet:
         final = summary.get("final") or {}
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k.endswith(("_val", "_trn")) and "rmse_" in k or k.startswith("mae"))
+        wanted = ("rmse_e_val", "rmse_f_val", "rmse_v_val", "mae_e_val", "mae_f_val", "mae_s_val")
+        shown = ", ".join(f"{k} {final[k]:.4g}" for k in wanted
+                          if isinstance(final.get(k), float) and final[k] == final[k])  # skip nan
         print(f"cscli finetune: {backend} model {summary['model']} ({summary['n_train']} train / "
               f"{summary['n_valid']} valid frames){'; ' + shown if shown else ''}", file=sys.stderr)
     click.echo(summary["model"])
