@@ -110,4 +110,6 @@ def command(inputs, output, backend, input_format, valid_file, valid_fraction, i
                           if isinstance(final.get(k), float) and final[k] == final[k])  # skip nan
         print(f"cscli finetune: {backend} model {summary['model']} ({summary['n_train']} train / "
               f"{summary['n_valid']} valid frames){'; ' + shown if shown else ''}", file=sys.stderr)
-    click.echo(summary["model"])
+    from cscli.frames import data_stdout
+
+    print(summary["model"], file=data_stdout(), flush=True)

@@ -319,6 +319,7 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
         "steps": numb_steps,
         "preset": None if config is not None else (None if init_path is not None else preset),
         "init": str(init_path) if init_path else None,
+        "command": " ".join(["dp", *cmd[len(dp):]]),
     }
     return summary
 
