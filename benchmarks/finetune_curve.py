@@ -98,6 +98,12 @@ def main(argv=None):
                "n_pool": len(pool), "steps": args.steps, "preset": args.preset, "init": args.init,
                "baselines": {}, "curve": []}
 
+    # reference point: predict the mean test energy per atom and zero forces (the data's own spread)
+    e_pa = np.array([a.info["energy"] / len(a) for a in test])
+    f_all = np.concatenate([a.arrays["forces"].ravel() for a in test])
+    results["baselines"]["mean-predictor"] = {"rmse_e_shifted_meV_atom": 1e3 * float(np.std(e_pa)),
+                                              "rmse_f_eV_A": float(np.sqrt(np.mean(f_all**2)))}
+    print(f"mean predictor     : E shifted {1e3 * np.std(e_pa):.2f} meV/atom  F {np.sqrt(np.mean(f_all**2)):.3f} eV/Å (zero forces)")
     for name in [b for b in args.baselines.split(",") if b]:
         t0 = time.time()
         try:
