@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,8 @@ def finetune(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], outpu
         from cscli.finetune.data import plot_learning_curve, read_lcurve
 
         curve = read_lcurve(lcurve)
-        summary["final"] = {k: v[-1] for k, v in curve.items() if v and k not in ("step", "epoch")}
+        summary["final"] = {k: (v[-1] if math.isfinite(v[-1]) else None)  # strict JSON: no NaN
+                            for k, v in curve.items() if v and k not in ("step", "epoch")}
         if plot and curve:
             x = "step" if "step" in curve else "epoch"
             png = plot_learning_curve(curve, out / "learning_curve.png",
