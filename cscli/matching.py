@@ -73,6 +73,9 @@ class Prepared:
     key: tuple
     lam: tuple[float, float, float] | None  # successive minima (volume-normalised when scale)
     tau: tuple[float, float, float] | None  # sorted basis lengths of the reduced cell (same units)
+    matrix: object = None  # reduced lattice matrix (same units), rows = basis vectors
+    angles: tuple[float, float, float] | None = None  # pymatgen Lattice.angles of the reduced cell
+    _points: tuple | None = field(default=None, repr=False, compare=False)  # cached lattice points
 
 
 def atoms_to_structure(atoms: Atoms) -> Structure:
@@ -139,11 +142,12 @@ def prepare(structure: Structure, options: MatchOptions, matcher=None) -> Prepar
     matrix = reduced.lattice.matrix
     lam = successive_minima(matrix)
     tau = tuple(sorted(float(x) for x in np.linalg.norm(matrix, axis=1)))
-    if lam is not None and options.scale:
-        unit = abs(float(np.linalg.det(matrix))) ** (1 / 3)
+    unit = abs(float(np.linalg.det(matrix))) ** (1 / 3) if options.scale else 1.0
+    if lam is not None:
         lam = tuple(x / unit for x in lam)
         tau = tuple(x / unit for x in tau)
-    return Prepared(reduced, (chash, len(reduced)), lam, tau if lam is not None else None)
+    return Prepared(reduced, (chash, len(reduced)), lam, tau if lam is not None else None,
+                    matrix=np.array(matrix) / unit, angles=tuple(float(x) for x in reduced.lattice.angles))
 
 
 def may_match(a: Prepared, b: Prepared, options: MatchOptions) -> bool:
@@ -172,7 +176,70 @@ def may_match(a: Prepared, b: Prepared, options: MatchOptions) -> bool:
             return False
         if a.lam[k] <= prod_lam * b.tau[k] / (c * c * prod_tau) * (1 - _EPS):
             return False
-    return True
+    return lattice_gate(a, b, options)
+
+
+def _lattice_points(a: Prepared, radius: float):
+    """Integer coordinates, Cartesian vectors and lengths of a's lattice points with 0 < |v| ≤ radius."""
+    import numpy as np
+
+    if a._points is not None and a._points[0] >= radius:
+        _, grid, vec, d = a._points
+    else:
+        m = a.matrix
+        bounds = np.ceil(radius * np.linalg.norm(np.linalg.inv(m), axis=0) + 1e-9).astype(int)
+        if np.prod(2 * bounds + 1) > _MAX_GRID:
+            return None
+        axes = [np.arange(-b, b + 1) for b in bounds]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+        vec = grid @ m
+        d = np.linalg.norm(vec, axis=1)
+        keep = (d > 0) & (d <= radius)
+        grid, vec, d = grid[keep], vec[keep], d[keep]
+        a._points = (radius, grid, vec, d)
+    keep = d <= radius
+    return grid[keep], vec[keep], d[keep]
+
+
+_ANGLE_SLACK = 1e-4  # degrees, above arccos rounding near 0/180 (~1e-6 deg)
+
+
+def lattice_gate(a: Prepared, b: Prepared, options: MatchOptions) -> bool:
+    """False only when pymatgen's ``Lattice.find_all_mappings`` (as used by ``fit(a, b)``) can
+    yield no lattice of a with unimodular scale matrix; a relaxed re-statement of its tests:
+    lattice vectors of a with lengths within (1/(1+ltol), 1+ltol) of b's basis lengths, pairwise
+    angles within angle_tol of b's angles, integer determinant ±1 (slack 1e-6 relative on
+    lengths, 1e-4° on angles, so rounding can only let more pairs through)."""
+    import numpy as np
+
+    if a.matrix is None or b.matrix is None or options.attempt_supercell:
+        return True
+    c = 1.0 + options.ltol
+    lengths = np.linalg.norm(b.matrix, axis=1)
+    pts = _lattice_points(a, float(lengths.max()) * c * (1 + _EPS))
+    if pts is None:
+        return True
+    grid, vec, d = pts
+    sel = [(d < ln * c * (1 + _EPS)) & (d > ln / c * (1 - _EPS)) for ln in lengths]
+    if not all(s.any() for s in sel):
+        return False
+    n = [grid[s] for s in sel]
+    u = [vec[s] / d[s][:, None] for s in sel]
+    alpha, beta, gamma = b.angles
+    tol = options.angle_tol + _ANGLE_SLACK
+
+    def ok(u1, u2, target):
+        ang = np.degrees(np.arccos(np.clip(u1 @ u2.T, -1.0, 1.0)))
+        return np.abs(ang - target) <= tol
+
+    ok_gamma, ok_beta, ok_alpha = ok(u[0], u[1], gamma), ok(u[0], u[2], beta), ok(u[1], u[2], alpha)
+    for i, j in np.argwhere(ok_gamma):
+        ks = np.flatnonzero(ok_beta[i] & ok_alpha[j])
+        if len(ks):
+            det = np.cross(n[0][i], n[1][j]) @ n[2][ks].T
+            if np.any(np.abs(det) == 1):
+                return True
+    return False
 
 
 def _window_mask(a: Prepared, lam_tau_b, options: MatchOptions):
@@ -263,8 +330,11 @@ def _unique_bucket(indices: list[int]):
         if reps:
             mask = _window_mask(a, rows, options)
             for r in np.flatnonzero(mask):
+                b = prepared[reps[r]]
+                if not lattice_gate(a, b, options):
+                    continue
                 fitted += 1
-                if matcher.fit(a.reduced, prepared[reps[r]].reduced, skip_structure_reduction=True):
+                if matcher.fit(a.reduced, b.reduced, skip_structure_reduction=True):
                     dup = reps[r]
                     break
         result[i] = dup
@@ -290,8 +360,11 @@ def _novel_chunk(indices: list[int]):
         if entry is not None:
             ref_idx, rows = entry
             for r in np.flatnonzero(_window_mask(a, rows, options)):
+                b = _STATE["refs"][ref_idx[r]]
+                if not lattice_gate(a, b, options):
+                    continue
                 fitted += 1
-                if matcher.fit(a.reduced, _STATE["refs"][ref_idx[r]].reduced, skip_structure_reduction=True):
+                if matcher.fit(a.reduced, b.reduced, skip_structure_reduction=True):
                     hit = ref_idx[r]
                     break
         result[i] = hit
@@ -376,6 +449,7 @@ __all__ = [
     "default_jobs",
     "find_duplicates",
     "find_in_references",
+    "lattice_gate",
     "may_match",
     "pair_filter_matrix",
     "prepare",

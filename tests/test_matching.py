@@ -126,6 +126,29 @@ def test_filter_never_drops_a_match(prepared):
     assert n_pass < 0.6 * n_pairs
 
 
+def test_lattice_gate_implied_by_pymatgen_lattice_search(prepared):
+    """Whenever pymatgen's own lattice search in fit (``_get_lattices`` after ``_preprocess``) finds
+    a lattice, the gate passes: a stronger check than fit's final answer."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from cscli.matching import MatchOptions, lattice_gate
+
+    sm = StructureMatcher()
+    opts = MatchOptions()
+    found = gated = 0
+    for a in prepared[:90]:
+        for b in prepared[:90]:
+            if a.key != b.key:
+                continue
+            s1, s2, fu, _ = sm._preprocess(a.reduced, b.reduced, skip_structure_reduction=True)
+            has_lattice = next(sm._get_lattices(s2.lattice, s1, fu), None) is not None
+            gate = lattice_gate(a, b, opts)
+            found += has_lattice
+            gated += gate
+            assert gate or not has_lattice
+    assert found > 100 and gated >= found
+
+
 def _greedy_unique(structures, sm):
     """MatterGen's get_unique per reduced formula, returning duplicate-of indices."""
     from collections import defaultdict
