@@ -199,18 +199,22 @@ def test_unique_and_novel_equal_exhaustive(challenge, exhaustive, jobs):
     assert stats.pairs_fitted < stats.pairs_in_formula_groups
 
 
-def test_options_change_decisions_consistently(challenge):
-    """Non-default tolerances: still exactly fit's decisions (tight ltol prunes more)."""
+@pytest.mark.parametrize("kw", [dict(ltol=0.1, stol=0.2, angle_tol=3), dict(scale=False), dict(ltol=0.3, angle_tol=8)])
+def test_other_options_never_drop_a_match(challenge, kw):
+    """Non-default options (tighter, looser, no volume scaling): the filter still never drops a match."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from cscli.matching import MatchOptions, may_match, prepare_many
 
-    opts = MatchOptions(ltol=0.1, stol=0.2, angle_tol=3)
+    opts = MatchOptions(**kw)
     sm = opts.matcher()
-    assert isinstance(sm, StructureMatcher) and sm.ltol == 0.1
+    assert isinstance(sm, StructureMatcher) and sm.ltol == opts.ltol and sm._scale == opts.scale
     subset = challenge[:60]
     prepared = prepare_many(subset, opts, 1)
+    matches = 0
     for a in prepared:
         for b in prepared:
             if a.key[0] == b.key[0] and sm.fit(a.reduced, b.reduced, skip_structure_reduction=True):
+                matches += 1
                 assert may_match(a, b, opts)
+    assert matches > len(subset)  # more than the trivial self-matches
