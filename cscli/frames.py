@@ -172,7 +172,7 @@ def frame_from_dict(record: dict) -> Atoms:
         symbols = record["symbols"] if "symbols" in record else record["numbers"]
         positions = record["positions"]
     except KeyError as exc:
-        raise DataError(f"JSON frame lacks required key {exc.args[0]!r} (needs symbols and positions)") from None
+        raise DataError(f"JSON frame lacks required key {exc.args[0]!r} (needs symbols or numbers, and positions)") from None
     try:
         atoms = Atoms(symbols=symbols, positions=positions, cell=record.get("cell"), pbc=record.get("pbc", False))
     except (KeyError, ValueError) as exc:
@@ -399,6 +399,30 @@ def _extxyz_value(value):
     return value
 
 
+_DATA_STDOUT: IO[str] | None = None
+
+
+def claim_stdout() -> None:
+    """Reserve the process's stdout for frames; anything else printed goes to stderr.
+
+    Model backends print banners (CHGNet) or C++ logs to stdout, which would corrupt a frame
+    stream in a pipe. CLI commands call this once: fd 1 is duplicated for data and then pointed at
+    stderr, so even C-level writes stay out of the data.
+    """
+    global _DATA_STDOUT
+    if _DATA_STDOUT is not None or not _has_fileno(sys.stdout):
+        return
+    sys.stdout.flush()
+    data_fd = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _DATA_STDOUT = os.fdopen(data_fd, "w", encoding="utf-8")
+    sys.stdout = sys.stderr
+
+
+def data_stdout() -> IO[str]:
+    return _DATA_STDOUT if _DATA_STDOUT is not None else sys.stdout
+
+
 class FrameWriter:
     """Append frames to a file or stdout, one flushed write per frame.
 
@@ -413,12 +437,10 @@ class FrameWriter:
             raise UsageError(f"{path}: cannot write format {self.fmt!r}; use .extxyz or .jsonl")
         self.count = 0
         if path == "-":
-            self._fd = sys.stdout.fileno() if _has_fileno(sys.stdout) else None
-            self._fh = sys.stdout
+            self._fh = data_stdout()
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "a" if append else "w", encoding="utf-8")
-            self._fd = None
 
     def write(self, atoms: Atoms) -> None:
         text = frame_to_text(atoms, self.fmt)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qha": ("cscli.cli.qha", "Quasi-harmonic free energies and Gibbs-hull phase diagrams."),
     "md-screen": ("cscli.cli.md_screen", "Li conductivity from MD mean-square displacement."),
     "density": ("cscli.cli.density", "Charge-density model: CHGCAR in and out."),
+    "table": ("cscli.cli.table", "Print info keys of frames as a table (or TSV)."),
     "models": ("cscli.cli.models", "List force-field models and where their weights are looked for."),
 }
 

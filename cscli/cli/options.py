@@ -90,8 +90,10 @@ def seed_option(func):
 
 def stream_settings(command: str, output, output_format, shard, failed, no_resume, quiet, check=True, min_distance=0.5):
     """Build StreamOptions from the shared options' values."""
+    from cscli.frames import claim_stdout
     from cscli.stream import StreamOptions
 
+    claim_stdout()
     return StreamOptions(output=output, output_format=output_format, shard=shard, failed=failed,
                          resume=not no_resume, quiet=quiet, command=f"cscli {command}", check=check,
                          min_distance=min_distance)
@@ -99,9 +101,10 @@ def stream_settings(command: str, output, output_format, shard, failed, no_resum
 
 def input_frames(inputs, input_format):
     """Frames of all inputs (stdin when none), streamed, with unique ids enforced."""
-    from cscli.frames import iter_many
+    from cscli.frames import claim_stdout, iter_many
     from cscli.stream import iter_unique_ids
 
+    claim_stdout()
     return iter_unique_ids(iter_many(inputs or ["-"], input_format))
 
 

@@ -1,0 +1,91 @@
+"""``cscli label``: energies, forces and stress from GPAW, VASP or an MLFF oracle."""
+
+from __future__ import annotations
+
+import click
+
+from cscli.cli.options import pass_stream
+
+
+@click.command("label")
+@pass_stream("label")
+@click.option("-c", "--calculator", type=click.Choice(["gpaw", "vasp", "model"]), default="gpaw", show_default=True,
+              help="gpaw: PBE plane-wave DFT (offline); vasp: VASP through ASE; model: a cscli force field "
+                   "as a stand-in oracle (label_method mlff-oracle:<model>).")
+@click.option("-m", "--model", default=None, metavar="NAME_OR_PATH", help="Force field for --calculator model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the --calculator model force field runs.")
+@click.option("--ecut", type=float, default=500.0, show_default=True, help="GPAW plane-wave cutoff (eV).")
+@click.option("--kpt-density", type=float, default=4.0, show_default=True,
+              help="GPAW Γ-centred k-points per Å⁻¹ (2π included): n_i = ceil(|b_i| d).")
+@click.option("--reciprocal-density", type=float, default=None, metavar="R",
+              help="GPAW k-mesh as VASP gets it from dft-select: pymatgen's Γ-centred MP mesh of R points "
+                   "per Å⁻³ (e.g. 64); overrides --kpt-density.")
+@click.option("--xc", default="PBE", show_default=True, help="GPAW exchange-correlation functional.")
+@click.option("--smearing", type=click.Choice(["fermi-dirac", "marzari-vanderbilt", "methfessel-paxton"]),
+              default="fermi-dirac", show_default=True, help="GPAW occupation smearing.")
+@click.option("--width", type=float, default=0.05, show_default=True, help="GPAW smearing width (eV).")
+@click.option("--spinpol", is_flag=True, help="GPAW spin-polarised calculation.")
+@click.option("--scf-energy", type=float, default=None,
+              help="GPAW SCF convergence on energy (eV per valence electron; GPAW default 5e-4).")
+@click.option("--gpaw-opt", "gpaw_opts", multiple=True, metavar="KEY=JSON",
+              help="Extra GPAW keyword, value as JSON, e.g. --gpaw-opt 'mixer={\"beta\":0.05}' (repeatable).")
+@click.option("--gpaw-python", default="/usr/bin/python3", show_default=True, envvar="CSCLI_GPAW_PYTHON",
+              help="Command running the GPAW worker: a Python with GPAW, or e.g. 'gpaw -P 4 python' for MPI.")
+@click.option("--timeout", type=float, default=None, help="Give up on a frame after this many seconds (GPAW).")
+@click.option("--workdir", default=None, metavar="DIR",
+              help="Keep per-frame GPAW logs / VASP folders here (GPAW default: a temporary directory).")
+@click.option("--encut", type=float, default=520.0, show_default=True, help="VASP ENCUT (eV) for --calculator vasp.")
+@click.option("--vasp-command", default=None, metavar="CMD",
+              help="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
+def command(frames, settings, calculator, model, device, ecut, kpt_density, reciprocal_density, xc, smearing, width, spinpol,
+            scf_energy, gpaw_opts, gpaw_python, timeout, workdir, encut, vasp_command):
+    """Label frames with energy, forces and stress; the frame keeps its id.
+
+    Resumable (ids already in -o FILE are skipped) and shardable (--shard i/n or auto in a SLURM
+    array). Writes info['label_method'] (dft-gpaw, dft-vasp or mlff-oracle:<model>) and
+    info['label_settings'].
+
+        cscli label perturbed.extxyz --ecut 500 --kpt-density 4 -o labelled.extxyz --shard auto
+    """
+    from cscli import label as lib
+    from cscli.stream import add_history, finish, run_stream
+
+    if calculator == "gpaw":
+        opts = lib.GpawSettings(ecut=ecut, kpt_density=kpt_density, reciprocal_density=reciprocal_density, xc=xc, smearing=smearing, width=width,
+                                spinpol=spinpol, python=gpaw_python, timeout=timeout,
+                                convergence={"energy": scf_energy} if scf_energy else {},
+                                extra=_parse_opts(gpaw_opts))
+        labeller = lib.gpaw_labeller(opts, workdir)
+    elif calculator == "vasp":
+        labeller = lib.vasp_labeller(workdir or "vasp-label", encut=encut, command=vasp_command)
+    else:
+        labeller = lib.model_labeller(model, device)
+    tag = f"label({labeller.tag})"
+
+    def process(atoms):
+        out = labeller(atoms)
+        add_history(out, tag)
+        return out
+
+    if not settings.quiet:
+        click.echo(f"cscli label: {labeller.description}", err=True)
+    summary = run_stream(frames, process, settings)
+    finish(summary, settings)
+
+
+def _parse_opts(items):
+    import json
+
+    from cscli.errors import UsageError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--gpaw-opt {item!r}: expected KEY=JSON")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

@@ -1,0 +1,28 @@
+"""cscli table: print chosen info keys of frames as an aligned table or TSV."""
+
+import click
+
+from cscli.cli.options import inputs_argument
+
+
+@click.command("table")
+@inputs_argument
+@click.option("-k", "--keys", default=None, help="Comma-separated keys (default: id,formula,natoms,energy_per_atom,e_hull,...).")
+@click.option("--tsv", is_flag=True, help="Tab-separated output (for awk, pandas).")
+@click.option("--input-format", default=None, help="Input format (default: from the extension, else sniffed).")
+def command(inputs, keys, tsv, input_format):
+    """Tabulate frames: info keys plus derived columns formula, reduced_formula, natoms,
+    volume_per_atom and fmax. Keys absent from every frame are dropped from the default set."""
+    from cscli.cli.options import input_frames
+    from cscli.errors import DataError
+    from cscli.frames import data_stdout
+    from cscli.table import DEFAULT_KEYS, frame_value, render, table_rows
+
+    frames = list(input_frames(inputs, input_format))
+    if not frames:
+        raise DataError("no frames in input")
+    if keys:
+        key_list = [k.strip() for k in keys.split(",") if k.strip()]
+    else:
+        key_list = [k for k in DEFAULT_KEYS if any(frame_value(a, k) is not None for a in frames)]
+    data_stdout().write(render(table_rows(frames, key_list), key_list, tsv))
