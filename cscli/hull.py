@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -154,11 +153,6 @@ def read_refs(paths: Iterable[str], input_format: str | None = None) -> list[Ato
             seen.add(fid)
             refs.append(atoms)
     return refs
-
-
-def warn(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"warning: {message}", file=sys.stderr)
 
 
 __all__ = ["Hull", "frame_energy", "frame_entry", "models_of", "read_refs"]

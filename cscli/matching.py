@@ -12,7 +12,8 @@ fast is *which pairs are ever handed to fit*:
    match unless its site-mask is square);
 3. inside a bucket, a pair is fitted only when a lattice inequality holds that every match
    satisfies (successive minima of one lattice against the basis lengths of the other, see
-   :func:`may_match` and ``docs/sun-filter.md`` for the proof);
+   :func:`may_match` and ``docs/sun-filter.md`` for the proof), and when a relaxed restatement
+   of pymatgen's own lattice search finds a candidate lattice (:func:`lattice_gate`);
 4. buckets (uniqueness) and frames (novelty) are spread over processes.
 
 Bucketing therefore only ever removes pairs for which ``fit`` is provably False; the test suite
@@ -24,7 +25,6 @@ duplicate of the first such ``rep``. Novelty: ``fit(frame, ref)`` is False for e
 """
 
 from __future__ import annotations
-
 
 import os
 from dataclasses import dataclass, field
