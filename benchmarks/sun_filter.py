@@ -231,8 +231,8 @@ def check_pairs(m, seed, jobs):
             if i == j or a.key[0] != b.key[0]:
                 continue  # fit is False across reduced formulas by its own first test
             n_pairs += 1
-            f = sm.fit(a.reduced, b.reduced, skip_structure_reduction=True)
-            p = may_match(a, b, opts)
+            f = bool(sm.fit(a.reduced, b.reduced, skip_structure_reduction=True))
+            p = bool(may_match(a, b, opts))
             n_fit += f
             n_pass += p
             violations += f and not p
