@@ -128,6 +128,9 @@ def _to_builtin(value):
     return value
 
 
+to_builtin = _to_builtin  # public name for modules that write JSON from frame values
+
+
 def absorb_calculator_results(atoms: Atoms) -> Atoms:
     """Move results held by ``atoms.calc`` into ``info``/``arrays`` and drop the calculator."""
     import numpy as np

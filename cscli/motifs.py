@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cscli.errors import DataError, UsageError
+from cscli.frames import to_builtin
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -605,7 +606,8 @@ class Catalogue:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
             for rec in self.records.values():
-                fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                # frame values (e.g. info['iteration'] read from extxyz) can be numpy scalars
+                fh.write(json.dumps(to_builtin(rec), separators=(",", ":")) + "\n")
         os.replace(tmp, path)
 
     def summary_rows(self) -> list[dict]:

@@ -568,3 +568,19 @@ def test_disulfide_linked_chain_is_ps4_n():
     # P(V); the S-S bridge sulfurs are -1 each, the terminal ones -2: 5 - 1 - 1 - 2 - 2 = -1 per PS4
     assert (m.name, m.charge, m.dimensionality) == ("(PS4)n^n-", -1, 1)
     assert m.hash != analyze(ps3_chain())[0].hash
+
+
+def test_catalogue_accepts_iterations_read_from_extxyz(tmp_path, phase):
+    """Regression: `generate` frames carry iteration=0, which extxyz reads back as a numpy integer."""
+    from conftest import run_cli
+    from cscli.frames import write_frames
+
+    atoms = phase("gamma-Li3PS4")
+    atoms.info["iteration"] = 0
+    src = tmp_path / "gen.extxyz"
+    write_frames([atoms], str(src))
+    cat = tmp_path / "cat.jsonl"
+    r = run_cli("motifs", src, "--catalogue", cat, "-o", tmp_path / "out.extxyz", "-q")
+    assert r.returncode == 0, r.stderr
+    (record,) = [json.loads(line) for line in cat.read_text().splitlines()]
+    assert record["name"] == "PS4^3-" and record["first_iteration"] == 0
