@@ -69,10 +69,16 @@ def csv_to_dataset_command(generate_cmd: list[str], value: str | None = None) ->
     ``csv-to-dataset``. An explicit value or ``$CSCLI_MATTERGEN_CSV_CMD`` wins."""
     if value or os.environ.get(ENV_CSV_COMMAND):
         return resolve_command(value, ENV_CSV_COMMAND, "csv-to-dataset")
+    return sibling_command(generate_cmd, "csv-to-dataset")
+
+
+def sibling_command(generate_cmd: list[str], name: str) -> list[str]:
+    """Another MatterGen entry point (``csv-to-dataset``, ``mattergen-finetune``) run the way
+    ``mattergen-generate`` is: same wrapper words, same folder."""
     last = generate_cmd[-1]
     if Path(last).name == "mattergen-generate":
-        return generate_cmd[:-1] + [str(Path(last).with_name("csv-to-dataset")) if "/" in last else "csv-to-dataset"]
-    return ["csv-to-dataset"]
+        return generate_cmd[:-1] + [str(Path(last).with_name(name)) if "/" in last else name]
+    return [name]
 
 
 def check_program(argv: list[str], what: str = "MatterGen") -> str:

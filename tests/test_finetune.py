@@ -411,3 +411,18 @@ def test_mattergen_full_finetune(cli, tmp_path, reference_phases):  # pragma: no
     r = cli("finetune", tmp_path / "in.extxyz", "--backend", "mattergen", "-o", tmp_path / "mg", "--epochs", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert Path(r.stdout.strip()).exists()
+
+
+def test_mattergen_finetune_uses_the_generate_command_convention(tmp_path, monkeypatch):
+    """One configuration for both: finetune runs MatterGen's entry points where generate runs its own."""
+    from cscli.finetune.mattergen import mattergen_command
+
+    for name in ("mattergen-generate", "mattergen-finetune"):
+        exe = tmp_path / name
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+    monkeypatch.delenv("CSCLI_MATTERGEN", raising=False)
+    monkeypatch.setenv("CSCLI_MATTERGEN_CMD", str(tmp_path / "mattergen-generate"))
+    assert mattergen_command("mattergen-finetune") == [str(tmp_path / "mattergen-finetune")]
+    monkeypatch.setenv("CSCLI_MATTERGEN", str(tmp_path))  # the explicit finetune setting still wins
+    assert mattergen_command("mattergen-finetune") == [str(tmp_path / "mattergen-finetune")]

@@ -60,8 +60,17 @@ def write_dataset_csv(frames: Sequence[Atoms], path: str | Path, properties: Seq
 
 
 def mattergen_command(name: str) -> list[str] | None:
-    """Command line prefix for a MatterGen entry point, or None when MatterGen is not configured."""
+    """Command line prefix for a MatterGen entry point, or None when MatterGen is not configured.
+
+    ``$CSCLI_MATTERGEN`` (a bin folder or a wrapper prefix) wins; else the entry point is run the
+    way `cscli generate` runs ``mattergen-generate`` (``$CSCLI_MATTERGEN_CMD``); else PATH.
+    """
     prefix = os.environ.get("CSCLI_MATTERGEN", "").strip()
+    if not prefix and os.environ.get("CSCLI_MATTERGEN_CMD"):
+        from cscli.mattergen import resolve_command, sibling_command
+
+        argv = sibling_command(resolve_command(), name)
+        return argv if shutil.which(argv[0]) else None
     if prefix:
         if os.path.isdir(prefix):
             exe = Path(prefix) / name
