@@ -101,10 +101,17 @@ def stream_settings(command: str, output, output_format, shard, failed, no_resum
 
 def input_frames(inputs, input_format):
     """Frames of all inputs (stdin when none), streamed, with unique ids enforced."""
+    from pathlib import Path
+
+    from cscli.errors import DataError
     from cscli.frames import claim_stdout, iter_many
     from cscli.stream import iter_unique_ids
 
     claim_stdout()
+    # fail on a missing input before the command loads a model or starts work (reading is lazy)
+    for path in inputs or ["-"]:
+        if path != "-" and not Path(path).is_file():
+            raise DataError(f"{path}: {'is a directory, expected a frame file' if Path(path).is_dir() else 'no such file'}")
     return iter_unique_ids(iter_many(inputs or ["-"], input_format))
 
 
