@@ -180,6 +180,26 @@ def test_dpa3_input_is_valid_for_deepmd_and_follows_the_schedule():
     assert checked["training"]["numb_steps"] == 1000
 
 
+def test_learning_rate_schedules_and_their_sums():
+    from cscli.finetune.deepmd import Schedule, learning_rate_section, learning_rate_sum
+
+    flat = learning_rate_section(Schedule(start_lr=1e-2, stop_lr=1e-2), 300)
+    assert learning_rate_sum(flat, 300) == pytest.approx(3.0)
+    wsd = learning_rate_section(Schedule(start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd"), 1000)
+    assert wsd == {"type": "wsd", "start_lr": 1e-2, "stop_lr": 1e-4, "decay_phase_ratio": 0.3,
+                   "decay_type": "inverse_linear"}
+    # 700 steps at 1e-2, then 300 steps of 1/(t/1e-4 + (1-t)/1e-2): integral ln(100)/(1e4 - 1e2) per unit t
+    assert learning_rate_sum(wsd, 1000) == pytest.approx(7.0 + 300 * math.log(100) / 9900, rel=2e-2)
+    # the paper's exponential decay, checked against deepmd-kit's own schedule object
+    from deepmd.dpmodel.utils.learning_rate import LearningRateExp
+
+    exp = learning_rate_section(Schedule(), 2000)
+    ref = LearningRateExp(start_lr=1e-3, stop_lr=3e-5, decay_steps=exp["decay_steps"], num_steps=2000)
+    assert learning_rate_sum(exp, 2000) == pytest.approx(sum(float(ref.value(i)) for i in range(2000)), rel=1e-6)
+    with pytest.raises(Exception, match="schedule"):
+        learning_rate_section(Schedule(lr_schedule="cosine"), 10)
+
+
 def test_config_keeps_the_users_input(tmp_path):
     from cscli.finetune.deepmd import Schedule, build_input
 
@@ -222,7 +242,10 @@ def _rmse(model_path, frames):
 
 # One thread per training: on a shared 2-core machine oversubscribed torch threads are ~5x slower.
 THREADS = {"OMP_NUM_THREADS": "1", "DP_INTRA_OP_PARALLELISM_THREADS": "1", "DP_INTER_OP_PARALLELISM_THREADS": "1"}
-TRAIN_STEPS = 150
+TRAIN_STEPS = 400
+# From scratch a DPA-3 needs a summed learning rate of ~1.5 before its forces move (docs/finetune.md):
+# the paper's 1e-3 -> 3e-5 decay would take thousands of steps, so the test trains with wsd at 1e-2.
+SHORT_RUN = ["--lr-schedule", "wsd", "--start-lr", "1e-2", "--stop-lr", "1e-4"]
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +261,7 @@ def dpa3_run(shared_data, tmp_path_factory):
     runs = {}
     for name, steps in (("untrained", 1), ("trained", TRAIN_STEPS)):
         r = run_cli("finetune", work / "train.extxyz", "--valid", work / "valid.extxyz", "-o", work / name,
-                    "--preset", "tiny", "--steps", steps, "--device", "cpu", "--seed", "0", "-q", env=THREADS,
+                    "--preset", "tiny", "--steps", steps, "--device", "cpu", "--seed", "0", "-q", *SHORT_RUN, env=THREADS,
                     timeout=1800)
         assert r.returncode == 0, r.stderr[-2000:]
         runs[name] = Path(r.stdout.strip())
@@ -249,9 +272,8 @@ def dpa3_run(shared_data, tmp_path_factory):
 def test_dpa3_short_run_beats_its_untrained_start(dpa3_run):
     """Held-out errors of the frozen model, computed here (not by deepmd), vs the 1-step model.
 
-    From scratch, a run of minutes only takes DPA-3 from its random start (worse than predicting the
-    mean energy) to about the mean: its forces stay at the DFT force spread (0.58-0.61 eV/Å,
-    measured up to 500 steps, see docs/finetune.md), so forces are only required not to get worse.
+    The 1-step model predicts near-zero forces, so its force RMSE is the DFT force spread
+    (≈0.59 eV/Å); 400 wsd steps at lr 1e-2 must get well below it, and below a constant energy.
     """
     from cscli.models import detect_backend
 
@@ -261,9 +283,9 @@ def test_dpa3_short_run_beats_its_untrained_start(dpa3_run):
     e0, f0 = _rmse(runs["untrained"], held_out)
     e1, f1 = _rmse(model, held_out)
     print(f"held-out RMSE untrained: E {1e3 * e0:.2f} meV/atom F {f0:.3f} eV/Å; trained: E {1e3 * e1:.2f} F {f1:.3f}")
-    # measured (seed 0): 8.7 → 6.3 meV/atom; a constant (the DFT mean) would score 6.4 (0.535 eV / 83 atoms)
-    assert e1 < 0.85 * e0, (e0, e1)
-    assert f1 < 1.02 * f0, (f0, f1)
+    # a constant energy (the DFT mean) would score 6.4 meV/atom (0.535 eV / 83 atoms)
+    assert e1 < 0.85 * e0 and e1 < 6.4e-3, (e0, e1)
+    assert f1 < 0.75 * f0, (f0, f1)
     summary = json.loads((work / "trained" / "summary.json").read_text())
     assert summary["steps"] == TRAIN_STEPS and summary["n_train"] == 25 and summary["n_valid"] == 10
     assert Path(summary["png"]).stat().st_size > 10_000

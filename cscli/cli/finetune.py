@@ -36,6 +36,9 @@ DEFAULT_EPOCHS = 50.0
               help="Frames per batch. deepmd: N, auto or auto:N [auto]; mattersim: N [16].")
 @click.option("--start-lr", type=float, default=None, help="Initial learning rate [deepmd 1e-3, mattersim 2e-4].")
 @click.option("--stop-lr", type=float, default=3e-5, show_default=True, help="deepmd: final learning rate.")
+@click.option("--lr-schedule", type=click.Choice(["exp", "wsd"]), default="exp", show_default=True,
+              help="deepmd: exp = exponential decay over the run (the paper's, for fine-tuning); wsd = constant "
+                   "start lr, decaying over the last 30 %% (short runs from scratch, with --start-lr 1e-2).")
 @click.option("--start-pref", default="0.2:100:0.02", show_default=True,
               help="deepmd: energy:force:virial loss prefactors at the start.")
 @click.option("--limit-pref", default="20:60:1", show_default=True,
@@ -48,7 +51,7 @@ DEFAULT_EPOCHS = 50.0
 @seed_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def command(inputs, output, backend, input_format, valid_file, valid_fraction, init, model_branch, config_file,
-            preset, epochs, steps, batch_size, start_lr, stop_lr, start_pref, limit_pref, device, properties,
+            preset, epochs, steps, batch_size, start_lr, stop_lr, lr_schedule, start_pref, limit_pref, device, properties,
             no_plot, seed, quiet):
     """Fine-tune a force field (or MatterGen) on labelled frames (energy, forces, optional stress).
 
@@ -85,7 +88,7 @@ def command(inputs, output, backend, input_format, valid_file, valid_fraction, i
 
         schedule = Schedule(epochs=epochs, steps=steps,
                             batch_size=batch_size or "auto", start_lr=1e-3 if start_lr is None else start_lr,
-                            stop_lr=stop_lr, start_pref=parse_prefactors(start_pref),
+                            stop_lr=stop_lr, lr_schedule=lr_schedule, start_pref=parse_prefactors(start_pref),
                             limit_pref=parse_prefactors(limit_pref))
         options.update(schedule=schedule, preset=preset, init=init, model_branch=model_branch,
                        config=load_config(config_file) if config_file else None)
