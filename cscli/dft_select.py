@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cscli.errors import DataError, UsageError
+from cscli.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -82,16 +83,7 @@ def parse_bins(text: str) -> tuple[Bin, ...]:
 
 
 def e_hull_of(atoms: Atoms) -> float:
-    value = atoms.info.get("e_hull")
-    if value is None:
-        raise DataError(f"frame {atoms.info.get('id', '?')}: no e_hull in info; run `cscli hull` first")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"frame {atoms.info.get('id', '?')}: e_hull {value!r} is not a number") from None
-    if math.isnan(value):
-        raise DataError(f"frame {atoms.info.get('id', '?')}: e_hull is NaN")
-    return value
+    return info_number(atoms, "e_hull", "run `cscli hull` first")
 
 
 # ----------------------------------------------------------------------------- fingerprints

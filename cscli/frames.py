@@ -365,6 +365,24 @@ def check_frame(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> Non
         raise FrameError(f"frame {fid}: overlapping atoms ({dmin:.3f} Å apart, bound {min_distance} Å)")
 
 
+def info_number(atoms: Atoms, key: str, hint: str, error: type[Exception] = DataError) -> float:
+    """The finite number ``atoms.info[key]``, or ``error`` with one line naming the frame and ``hint``
+    (what to run to get the key), e.g. ``frame x: no e_hull (info['e_hull']); run `cscli hull` first``."""
+    import math
+
+    fid = atoms.info.get("id", "?")
+    value = atoms.info.get(key)
+    if value is None:
+        raise error(f"frame {fid}: no {key} (info[{key!r}]); {hint}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise error(f"frame {fid}: {key} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise error(f"frame {fid}: {key} is not finite ({number})")
+    return number
+
+
 def min_interatomic_distance(atoms: Atoms, search: float = 3.0) -> float:
     """Shortest distance between two atoms, periodic images included (inf if none within ``search``)."""
     import numpy as np

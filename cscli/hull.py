@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cscli.errors import DataError, FrameError, UsageError
+from cscli.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -31,17 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def frame_energy(atoms: Atoms) -> float:
     """Total energy of a frame (eV); FrameError when absent or not finite."""
-    fid = atoms.info.get("id", "?")
-    value = atoms.info.get("energy")
-    if value is None:
-        raise FrameError(f"frame {fid}: no energy (info['energy']); label or relax it first")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise FrameError(f"frame {fid}: energy {value!r} is not a number") from None
-    if not math.isfinite(value):
-        raise FrameError(f"frame {fid}: energy is not finite ({value})")
-    return value
+    return info_number(atoms, "energy", "label or relax it first", error=FrameError)
 
 
 def frame_entry(atoms: Atoms):

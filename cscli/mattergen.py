@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cscli.errors import DataError, ModelError, UsageError
+from cscli.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -360,11 +361,7 @@ def frames_to_csv_rows(frames, e_hull_key: str = "e_hull") -> list[dict]:
     rows = []
     for atoms in frames:
         fid = atoms.info.get("id", f"frame-{len(rows)}")
-        if e_hull_key not in atoms.info:
-            raise DataError(f"frame {fid} has no info[{e_hull_key!r}]; run `cscli hull` on DFT-labelled frames first")
-        value = float(atoms.info[e_hull_key])
-        if not math.isfinite(value):
-            raise DataError(f"frame {fid}: {e_hull_key} is not finite ({value})")
+        value = info_number(atoms, e_hull_key, "run `cscli hull` on DFT-labelled frames first")
         structure = AseAtomsAdaptor.get_structure(atoms)
         rows.append({
             "material_id": str(fid),

@@ -562,6 +562,9 @@ class Catalogue:
     def __init__(self, records: dict[str, dict] | None = None):
         self.records: dict[str, dict] = dict(records or {})
         self.known = set(self.records)  # hashes present before this run
+        # frames already merged (each record lists its frames' ids): merging one twice is a no-op,
+        # so a run killed between writing frames and saving can be completed from its output
+        self.merged: set[str] = {str(i) for rec in self.records.values() for i in rec.get("ids", ())}
         self.run_counts: Counter = Counter()
         self.run_frames: Counter = Counter()
         self.run_order: list[str] = []
@@ -583,6 +586,10 @@ class Catalogue:
         return cls(records)
 
     def add(self, frame_id: str, motifs: Sequence[Motif], iteration=None) -> None:
+        frame_id = str(frame_id)
+        if frame_id in self.merged:
+            return
+        self.merged.add(frame_id)
         for m in motifs:
             rec = self.records.get(m.hash)
             if rec is None:
@@ -592,6 +599,7 @@ class Catalogue:
                 self.records[m.hash] = rec
             rec["count"] += m.count
             rec["frames"] += 1
+            rec.setdefault("ids", []).append(frame_id)
             if m.hash not in self.run_counts:
                 self.run_order.append(m.hash)
             self.run_counts[m.hash] += m.count

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cscli.errors import FrameError
+from cscli.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -30,10 +31,7 @@ class SunResult:
 
 
 def e_hull_of(atoms: Atoms) -> float:
-    value = atoms.info.get("e_hull")
-    if value is None:
-        raise FrameError(f"frame {atoms.info.get('id', '?')}: no e_hull (run cscli hull first, or give --refs with energies)")
-    return float(value)
+    return info_number(atoms, "e_hull", "run `cscli hull` first, or give --refs with energies", error=FrameError)
 
 
 def sun_flags(frames: list[Atoms], refs: list[Atoms], options: MatchOptions, e_hull_max: float = 0.1,

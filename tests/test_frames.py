@@ -135,3 +135,19 @@ def test_scan_output_trims_a_torn_last_frame(tmp_path):
     jpath.write_text(jwhole + json.dumps({"info": {"id": "torn"}})[:-3])
     assert scan_output(str(jpath)) == {"f0", "f1", "f2"}
     assert jpath.read_text() == jwhole
+
+
+def test_info_number_names_the_frame_and_the_fix():
+    from ase import Atoms
+
+    from cscli.errors import DataError, FrameError
+    from cscli.frames import info_number
+
+    atoms = Atoms("Li", info={"id": "x1", "e_hull": "0.025", "energy": float("nan"), "bad": "abc"})
+    assert info_number(atoms, "e_hull", "run `cscli hull` first") == 0.025
+    with pytest.raises(DataError, match=r"^frame x1: no stress \(info\['stress'\]\); label it$"):
+        info_number(atoms, "stress", "label it")
+    with pytest.raises(FrameError, match="frame x1: energy is not finite"):
+        info_number(atoms, "energy", "", error=FrameError)
+    with pytest.raises(DataError, match="frame x1: bad 'abc' is not a number"):
+        info_number(atoms, "bad", "")

@@ -535,6 +535,29 @@ def test_cli_resume_does_not_count_twice(cli, phase, tmp_path):
     assert out.read_text().count("motif_names=") == 2
 
 
+def test_cli_resume_after_a_kill_merges_frames_the_catalogue_missed(cli, phase, tmp_path):
+    """A run killed after writing a frame but before saving its catalogue: the resumed run skips the
+    frame, so it merges the frame's motifs from the output instead (once)."""
+    import shutil
+
+    src = _write([phase("beta-Li3PS4"), phase("Li7P3S11")], tmp_path / "in.extxyz")
+    out, cat = tmp_path / "out.extxyz", tmp_path / "cat.jsonl"
+    r = cli("motifs", _write([phase("beta-Li3PS4")], tmp_path / "first.extxyz"), "-o", out, "--catalogue", cat, "-q")
+    assert r.returncode == 0, r.stderr
+    # the killed run's output: both frames tagged, catalogue saved after the first only
+    r = cli("motifs", src, "-o", tmp_path / "both.extxyz", "-q")
+    assert r.returncode == 0, r.stderr
+    shutil.copy(tmp_path / "both.extxyz", out)
+    for _ in range(2):  # the second resume finds nothing to add
+        r = cli("motifs", src, "-o", out, "--catalogue", cat, "-q")
+        assert r.returncode == 0, r.stderr
+        recs = {json.loads(line)["name"]: json.loads(line) for line in cat.read_text().splitlines()}
+        assert recs["PS4^3-"]["count"] == 4 + 2 and recs["PS4^3-"]["frames"] == 2
+        assert recs["P2S7^4-"]["frames"] == 1 and recs["P2S7^4-"]["first_id"] == "ref-Li7P3S11"
+        assert sorted(recs["PS4^3-"]["ids"]) == ["ref-Li7P3S11", "ref-beta-Li3PS4"]
+    assert out.read_text().count("motif_names=") == 2
+
+
 @pytest.mark.parametrize("name, formula, n_edges, degrees", [
     ("S", "S8", 8, {"S": {2: 8}}),  # one 8-membered ring
     ("P2S5", "P4S10", 16, {"P": {4: 4}, "S": {2: 6, 1: 4}}),  # adamantane cage, 4 terminal S

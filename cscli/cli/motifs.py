@@ -50,6 +50,8 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
     if color_by == "iteration" and not map_path:
         raise UsageError("--color-by needs --map PNG")
     cat = Catalogue.load(catalogue)
+    if catalogue and settings.resume:
+        _merge_unrecorded_output(cat, settings, msettings)
     exported: set[str] = set()
     fp_rows: list[tuple[str, object, object]] = []
     remove = () if keep_cations else excl
@@ -95,3 +97,21 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
         print(f"cscli motifs: {len(rows)} motifs, {new} new; catalogue {catalogue} holds {len(cat.records)}",
               file=sys.stderr)
     finish(result, settings)
+
+
+def _merge_unrecorded_output(cat, settings, msettings) -> None:
+    """Frames a killed run wrote to the output but never merged into the catalogue (it is saved at
+    the end): merge them now, since the resumed run skips them."""
+    from pathlib import Path
+
+    from cscli.frames import iter_frames, scan_output
+    from cscli.motifs import analyze
+
+    if settings.output in (None, "-") or not Path(settings.output).is_file():
+        return
+    missing = scan_output(settings.output, settings.output_format) - cat.merged
+    if not missing:
+        return
+    for atoms in iter_frames(settings.output, settings.output_format):
+        if atoms.info.get("id") in missing:
+            cat.add(atoms.info["id"], analyze(atoms, msettings), atoms.info.get("iteration"))

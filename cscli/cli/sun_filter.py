@@ -56,7 +56,7 @@ def command(inputs, output, input_format, output_format, refs, refs_format, e_hu
     from cscli.hull import Hull, read_refs
     from cscli.matching import MatchOptions, atoms_to_structure, default_jobs
     from cscli.stream import add_history
-    from cscli.sun import format_summary, sun_flags
+    from cscli.sun import e_hull_of, format_summary, sun_flags
 
     if e_hull_max != e_hull_max:
         raise UsageError("--e-hull-max must be a number")
@@ -92,7 +92,7 @@ def command(inputs, output, input_format, output_format, refs, refs_format, e_hu
         try:
             if atoms.info.get("e_hull") is None:
                 if hull is None:
-                    raise CscliError(f"frame {atoms.info['id']}: no e_hull; run cscli hull first or give --refs with energies")
+                    e_hull_of(atoms)  # raises: no e_hull, and no references to compute it
                 message = hull.check_model(atoms, allow_mixed_models)
                 if message:
                     say(f"warning: {message}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cscli.errors import DataError, UsageError
+from cscli.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -60,16 +61,13 @@ def frame_labels(atoms: Atoms) -> dict:
     import numpy as np
 
     fid = atoms.info.get("id", "?")
-    energy = atoms.info.get("energy")
-    if energy is None:
-        raise DataError(f"frame {fid}: no energy label (info['energy']); label the frames first")
+    energy = info_number(atoms, "energy", "label the frames first")
     forces = atoms.arrays.get("forces")
     if forces is None:
         raise DataError(f"frame {fid}: no forces (arrays['forces']); label the frames first")
-    energy = float(energy)
     forces = np.asarray(forces, dtype=float).reshape(len(atoms), 3)
-    if not math.isfinite(energy) or not np.all(np.isfinite(forces)):
-        raise DataError(f"frame {fid}: non-finite energy or forces")
+    if not np.all(np.isfinite(forces)):
+        raise DataError(f"frame {fid}: forces are not finite")
     virial = None
     if "virial_eV" in atoms.info:
         virial = np.asarray(_maybe_json(atoms.info["virial_eV"]), dtype=float).reshape(3, 3)
