@@ -348,10 +348,23 @@ class MatterGenRun:
 # ----------------------------------------------------------------------------- fine-tuning data
 
 
-def frames_to_csv_rows(frames, e_hull_key: str = "e_hull") -> list[dict]:
-    """Rows of MatterGen's dataset CSV: material_id, cif, energy_above_hull, chemical_system.
+# info keys a MatterGen property is read from, first present wins (cscli hull writes e_hull)
+PROPERTY_KEYS = {"energy_above_hull": ("e_hull", "energy_above_hull"),
+                 "formation_energy_per_atom": ("e_form_per_atom", "formation_energy_per_atom")}
 
-    ``e_hull`` must be a DFT value on the frame (``hull`` writes it); frames without it are refused.
+
+def property_value(atoms, prop: str) -> float:
+    """A MatterGen property of a frame from its info (``energy_above_hull`` from ``e_hull``)."""
+    keys = PROPERTY_KEYS.get(prop, (prop,))
+    key = next((k for k in keys if atoms.info.get(k) is not None), keys[0])
+    return info_number(atoms, key, "run `cscli hull` on DFT-labelled frames first")
+
+
+def frames_to_csv_rows(frames, properties=("energy_above_hull",)) -> list[dict]:
+    """Rows of MatterGen's dataset CSV: material_id, cif, one column per property, chemical_system.
+
+    Property values must be DFT values on the frames (``hull`` writes ``e_hull``); frames without
+    them, and non-periodic frames, are refused.
     """
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
@@ -361,21 +374,34 @@ def frames_to_csv_rows(frames, e_hull_key: str = "e_hull") -> list[dict]:
     rows = []
     for atoms in frames:
         fid = atoms.info.get("id", f"frame-{len(rows)}")
-        value = info_number(atoms, e_hull_key, "run `cscli hull` on DFT-labelled frames first")
+        if not atoms.pbc.all():
+            raise DataError(f"frame {fid}: MatterGen needs periodic crystals")
+        values = {p: property_value(atoms, p) for p in properties}
         structure = AseAtomsAdaptor.get_structure(atoms)
-        rows.append({
-            "material_id": str(fid),
-            "cif": str(CifWriter(structure)),
-            "energy_above_hull": value,
-            "chemical_system": chemical_system_key(atoms.get_chemical_symbols()),
-        })
+        rows.append({"material_id": str(fid), "cif": str(CifWriter(structure)), **values,
+                     "chemical_system": chemical_system_key(atoms.get_chemical_symbols())})
     if not rows:
         raise DataError("no frames to write as a MatterGen dataset")
+    ids = [r["material_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise DataError("duplicate frame ids; MatterGen's material_id must be unique")
     return rows
 
 
+def write_csv_rows(rows: list[dict], path: str | Path) -> int:
+    """One MatterGen CSV file (the columns of ``rows``); returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        fields = list(rows[0]) if rows else ["material_id", "cif", "energy_above_hull", "chemical_system"]
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def write_dataset_csv(frames, folder: str | Path, val_fraction: float = 0.1, seed: int = 0,
-                      e_hull_key: str = "e_hull") -> dict[str, int]:
+                      properties=("energy_above_hull",)) -> dict[str, int]:
     """``train.csv`` and ``val.csv`` in ``folder`` (the layout ``csv-to-dataset --csv-folder`` reads).
 
     The validation split is a seeded random ``val_fraction`` (at least one frame when there are two
@@ -385,29 +411,15 @@ def write_dataset_csv(frames, folder: str | Path, val_fraction: float = 0.1, see
 
     if not 0 <= val_fraction < 1:
         raise UsageError("--val-fraction must lie in [0, 1)")
-    rows = frames_to_csv_rows(frames, e_hull_key)
-    ids = [r["material_id"] for r in rows]
-    if len(set(ids)) != len(ids):
-        raise DataError("duplicate frame ids; MatterGen's material_id must be unique")
+    rows = frames_to_csv_rows(frames, properties)
     order = np.random.default_rng(seed).permutation(len(rows))
     nval = int(round(val_fraction * len(rows)))
     if val_fraction > 0 and len(rows) >= 2:
         nval = max(1, nval)
     val_idx = set(order[:nval].tolist())
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, keep in (("train", lambda i: i not in val_idx), ("val", lambda i: i in val_idx)):
-        with open(folder / f"{split}.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["material_id", "cif", "energy_above_hull", "chemical_system"])
-            writer.writeheader()
-            n = 0
-            for i, row in enumerate(rows):
-                if keep(i):
-                    writer.writerow(row)
-                    n += 1
-            counts[split] = n
-    return counts
+    return {"train": write_csv_rows([r for i, r in enumerate(rows) if i not in val_idx], folder / "train.csv"),
+            "val": write_csv_rows([r for i, r in enumerate(rows) if i in val_idx], folder / "val.csv")}
 
 
 def build_csv_to_dataset_argv(command: list[str], csv_folder: str, dataset_name: str, cache_folder: str) -> list[str]:

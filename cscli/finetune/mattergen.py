@@ -11,7 +11,6 @@ The property ``energy_above_hull`` is read from ``info['e_hull']`` (eV/atom, wri
 
 from __future__ import annotations
 
-import csv
 import os
 import shlex
 import shutil
@@ -20,43 +19,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cscli.errors import DataError, ModelError
+from cscli.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
-PROPERTY_KEYS = {"energy_above_hull": ("e_hull", "energy_above_hull"),
-                 "formation_energy_per_atom": ("e_form_per_atom", "formation_energy_per_atom")}
-
-
-def property_value(atoms: Atoms, prop: str) -> float:
-    for key in PROPERTY_KEYS.get(prop, (prop,)):
-        if key in atoms.info and atoms.info[key] is not None:
-            try:
-                return float(atoms.info[key])
-            except (TypeError, ValueError):
-                break
-    keys = " or ".join(f"info[{k!r}]" for k in PROPERTY_KEYS.get(prop, (prop,)))
-    raise DataError(f"frame {atoms.info.get('id', '?')}: no {prop} ({keys}); run `cscli hull` first")
-
-
 def write_dataset_csv(frames: Sequence[Atoms], path: str | Path, properties: Sequence[str]) -> Path:
-    """MatterGen CSV: ``material_id``, ``cif`` (pymatgen CifWriter) and one column per property."""
-    from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.io.cif import CifWriter
+    """One MatterGen CSV (``material_id``, ``cif``, one column per property, ``chemical_system``),
+    written by the same code as ``cscli generate --write-dataset``."""
+    from cscli.mattergen import frames_to_csv_rows, write_csv_rows
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["material_id", "cif", *properties])
-        for atoms in frames:
-            if not atoms.pbc.all():
-                raise DataError(f"frame {atoms.info.get('id', '?')}: MatterGen needs periodic crystals")
-            values = [property_value(atoms, p) for p in properties]
-            structure = AseAtomsAdaptor.get_structure(atoms)
-            writer.writerow([str(atoms.info.get("id", "")), str(CifWriter(structure)), *values])
-    return path
+    write_csv_rows(frames_to_csv_rows(frames, tuple(properties)), path)
+    return Path(path)
 
 
 def mattergen_command(name: str) -> list[str] | None:
