@@ -79,8 +79,38 @@ def pretraining_frames(step: int = 5):
             a.arrays["forces"] = np.asarray(d["force"][i], float).reshape(-1, 3)
             a.info["virial_eV"] = [float(x) for x in np.ravel(d["virial"][i])]
             a.info["id"] = f"{path.stem}-{i}"
+            a.info["phase"] = path.stem.split("_")[1]
             frames.append(a)
     return frames
+
+
+def lips20_mixed_split(seed: int = 0):
+    """An unbalanced candidate pool, the case entropy selection is for: most candidates come from two
+    long trajectories (beta-Li3PS4, Li7P3S11), a few from each of the 14 other phases. The test set
+    is balanced: 4 frames of every phase that are not in the pool (errors averaged over phases)."""
+    from cscli.datafiles import shared_data_dir
+    from cscli.frames import read_frames
+
+    base = shared_data_dir() / "lips_dft_frames/lips20_egraffbench"
+    rng = np.random.default_rng(seed)
+    test, pool, valid = [], [], []
+    long = {p.stem.split("_")[1] for p in base.glob("lips20_*_full1000.npz")}
+    # trajectory frames; multiples of 50 are the every-50 files' frames, which may be test frames
+    full = [a for a in pretraining_frames(step=3)
+            if "full1000" in a.info["id"] and int(a.info["id"].rsplit("-", 1)[1]) % 50]
+    rng.shuffle(full)
+    pool += full[:300]
+    valid += full[300:306]
+    for path in sorted(base.glob("lips20_*_3000K_every50.extxyz")):
+        phase = path.stem.split("_")[1]
+        frames = read_frames(str(path))[1:]  # frame 0 is the ideal crystal
+        for a in frames:
+            a.info["phase"] = phase
+        idx = rng.permutation(len(frames))
+        test += [frames[i] for i in idx[:4]]
+        if phase not in long:
+            pool += [frames[i] for i in idx[4:10]]
+    return test, pool, valid
 
 
 def errors(calc, frames):
@@ -91,13 +121,19 @@ def errors(calc, frames):
         de.append((a.get_potential_energy() - atoms.info["energy"]) / len(a))
         df.append((a.get_forces() - atoms.arrays["forces"]).ravel())
     de = np.asarray(de)
-    df = np.concatenate(df)
-    return {
+    out = {
         "rmse_e_meV_atom": 1e3 * math.sqrt(np.mean(de**2)),
         "rmse_e_shifted_meV_atom": 1e3 * float(np.std(de)),
         "e_offset_meV_atom": 1e3 * float(np.mean(de)),
-        "rmse_f_eV_A": math.sqrt(np.mean(df**2)),
+        "rmse_f_eV_A": math.sqrt(np.mean(np.concatenate(df) ** 2)),
     }
+    phases = [a.info.get("phase") for a in frames]
+    if all(phases):  # balanced view: force RMSE of each phase, then their mean and worst
+        per = {p: math.sqrt(np.mean(np.concatenate([d for d, q in zip(df, phases) if q == p]) ** 2))
+               for p in sorted(set(phases))}
+        out.update({"rmse_f_per_phase": per, "rmse_f_phase_mean": float(np.mean(list(per.values()))),
+                    "rmse_f_phase_worst": max(per.values())})
+    return out
 
 
 def main(argv=None):
@@ -107,6 +143,8 @@ def main(argv=None):
     ap.add_argument("--test", type=int, default=50, help="held-out test frames")
     ap.add_argument("--pool", type=int, default=300, help="candidate pool for selection")
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--data", choices=["nequip", "lips20-mixed"], default="nequip",
+                    help="nequip: one VASP-PBE trajectory; lips20-mixed: an unbalanced 16-phase pool")
     ap.add_argument("--starts", default="scratch,finetune", help="scratch and/or finetune")
     ap.add_argument("--init", default=None, help="deepmd checkpoint to fine-tune from (else --pretrain-steps)")
     ap.add_argument("--pretrain-steps", type=int, default=3000,
@@ -125,15 +163,21 @@ def main(argv=None):
     scratch = Schedule(steps=args.steps, start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd")
     paper = Schedule(steps=args.steps)  # exp 1e-3 -> 3e-5
 
-    frames = lips_frames()
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(frames))
-    test = [frames[i] for i in order[: args.test]]
-    pool = [frames[i] for i in order[args.test: args.test + args.pool]]
-    valid = [frames[i] for i in order[args.test + args.pool: args.test + args.pool + 10]]
+    if args.data == "lips20-mixed":
+        test, pool, valid = lips20_mixed_split(args.seed)
+        label = ("LiPS20 (EGraFFBench, 3000 K AIMD), 16 phases; pool: 300 frames of beta-Li3PS4 and Li7P3S11 "
+                 "trajectories + 6 per other phase; test: 4 unseen frames per phase")
+    else:
+        frames = lips_frames()
+        rng = np.random.default_rng(args.seed)
+        order = rng.permutation(len(frames))
+        test = [frames[i] for i in order[: args.test]]
+        pool = [frames[i] for i in order[args.test: args.test + args.pool]]
+        valid = [frames[i] for i in order[args.test + args.pool: args.test + args.pool + 10]]
+        label = "NequIP LiPS Li27P12S44 (VASP-PBE), 83 atoms/frame"
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="finetune_curve_"))
-    results = {"data": "NequIP LiPS Li27P12S44 (VASP-PBE), 83 atoms/frame", "n_test": len(test),
+    results = {"data": label, "n_test": len(test),
                "n_pool": len(pool), "steps": args.steps, "preset": args.preset, "init": args.init,
                "baselines": {}, "curve": []}
     starts = [s for s in args.starts.split(",") if s]
@@ -200,9 +244,13 @@ def main(argv=None):
                 train_s = time.time() - t0
                 res = errors(load_calculator(summary["model"], device="cpu"), test)
                 res.update({"start": start, "selection": how, "n_train": n, "train_seconds": train_s})
+                if all(a.info.get("phase") for a in chosen[how, n]):
+                    res["phases_in_training"] = len({a.info["phase"] for a in chosen[how, n]})
                 results["curve"].append(res)
                 print(f"DPA-3 {start:8s} {how:7s} n={n:4d}: E shifted {res['rmse_e_shifted_meV_atom']:6.2f} meV/atom "
-                      f"(raw {res['rmse_e_meV_atom']:7.2f})  F {res['rmse_f_eV_A']:.3f} eV/Å ({train_s:.0f} s training)",
+                      f"(raw {res['rmse_e_meV_atom']:7.2f})  F {res['rmse_f_eV_A']:.3f} eV/Å ({train_s:.0f} s training)"
+                      + (f"; phases {res['phases_in_training']}/16, F per phase mean {res['rmse_f_phase_mean']:.3f} "
+                         f"worst {res['rmse_f_phase_worst']:.3f}" if "rmse_f_phase_mean" in res else ""),
                       flush=True)
                 if args.json:  # partial results survive an interrupted run
                     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -36,7 +36,9 @@ say "6. entropy-select training frames (QUESTS information entropy)"
 cscli entropy-select "$out/labelled.extxyz" -n 20 -o "$out/train.extxyz" --report "$out/entropy.json" --plot "$out/entropy.png"
 
 say "7. fine-tune a small DPA-3 on them (deepmd-kit, a short run) and evaluate it"
-cscli finetune "$out/train.extxyz" --backend deepmd --preset tiny --steps "${CSCLI_DEMO_STEPS:-100}" --seed 0 -o "$out/dpa3" -q
+# from scratch, a short run needs lr 1e-2 (wsd) to get past the zero-force start (docs/finetune.md)
+cscli finetune "$out/train.extxyz" --backend deepmd --preset tiny --steps "${CSCLI_DEMO_STEPS:-400}" \
+    --lr-schedule wsd --start-lr 1e-2 --stop-lr 1e-4 --seed 0 -o "$out/dpa3" -q
 cscli evaluate --model "$out/dpa3/model.pth" "$out/labelled.extxyz" -o "$out/dpa3_eval.json" --plot "$out/dpa3_parity.png" --device cpu
 
 say "downstream: anion motifs of the relaxed candidates and references"
