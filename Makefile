@@ -17,15 +17,16 @@ help:
 
 install: $(STAMP)
 
-# Debian packages the tests use: GPAW (offline PBE DFT), MPI for the deepmd-kit build.
+# Debian packages the tests use: GPAW (offline PBE DFT), MPI for the deepmd-kit build,
+# SLURM + munge (scripts/slurm_local.sh: a one-node cluster for the sbatch tests).
 system-deps:
-	@missing=""; for p in gpaw gpaw-data mpich libopenmpi-dev; do \
+	@missing=""; for p in gpaw gpaw-data mpich libopenmpi-dev slurm-wlm munge; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "warning: missing Debian packages:$$missing (GPAW tests will skip; install them as root)"; fi; \
+	  else echo "warning: missing Debian packages:$$missing (GPAW/SLURM tests will skip; install them as root)"; fi; \
 	fi
 
 $(STAMP): pyproject.toml constraints.txt

@@ -6,7 +6,6 @@ import gzip
 import json
 import math
 import os
-import shutil
 import subprocess
 from collections import Counter
 
@@ -277,11 +276,21 @@ def test_sbatch_script_syntax_and_header(tmp_path, phase, cli):
 
 
 def test_sbatch_test_only(tmp_path, phase, cli):
-    if shutil.which("sbatch") is None:
-        pytest.skip("slurm-wlm (sbatch) not installed; bash -n checks the syntax instead")
+    """The written script passes sbatch --test-only on a real one-node SLURM (tests/slurm_cluster.py;
+    its --ntasks=32 is shrunk to the node, the rest of the #SBATCH lines are checked as written)."""
+    from slurm_cluster import TEST_ONLY_OK, cluster_env, sbatch_test_only
+
+    env = cluster_env()
     root = _make_vasp_dir(tmp_path, phase, cli)
-    r = subprocess.run(["sbatch", "--test-only", str(root / "run_vasp_array.sbatch")], capture_output=True, text=True)
+    r = sbatch_test_only(root / "run_vasp_array.sbatch", env=env)
     assert r.returncode == 0, r.stderr
+    m = TEST_ONLY_OK.search(r.stderr)
+    assert m and m.group(1) == "cpu", r.stderr
+    # and a bad --slurm-time would be refused by SLURM, not only by bash -n
+    script = root / "run_vasp_array.sbatch"
+    script.write_text(script.read_text().replace("#SBATCH --time=", "#SBATCH --time=x"))
+    r = sbatch_test_only(script, env=env)
+    assert r.returncode != 0 and "Invalid --time specification" in r.stderr, r.stderr
 
 
 def test_sbatch_script_runs_a_task(tmp_path, phase, cli):
