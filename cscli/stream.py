@@ -54,7 +54,14 @@ def parse_shard(text: str | None) -> Shard | None:
         if task is None or count is None:
             raise UsageError("--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (run inside an sbatch --array job)")
         task_min = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return Shard(int(task) - task_min, int(count))
+        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+        offset, n = int(task) - task_min, int(count)
+        # --array=0-6:2 numbers tasks 0,2,4,6: shard = (id - min) / step. Gapped lists (--array=0,2)
+        # cannot be mapped onto 0..count-1 and would silently drop frames, so they are refused.
+        if step < 1 or offset % step or not 0 <= offset // step < n:
+            raise UsageError(f"--shard auto: array task {task} (min {task_min}, step {step}, count {n}) is not "
+                             f"task i of 0..{n - 1}; use a range --array=A-B[:S], or give --shard i/n")
+        return Shard(offset // step, n)
     try:
         i, n = (int(part) for part in text.split("/"))
     except ValueError:

@@ -12,7 +12,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 
-from cscli.errors import DataError
+from cscli.errors import DataError, UsageError
 from cscli.frames import read_frames, write_frames
 from cscli.stream import StreamOptions, finish, parse_shard, run_stream, shard_of
 from conftest import REPO, run_cli
@@ -46,6 +46,18 @@ def test_parse_shard(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
     assert parse_shard("auto").index == 2 and parse_shard("auto").count == 4
+    # --array=0-8:4 → tasks 0, 4, 8 are shards 0, 1, 2 of 3
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "0")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "8")
+    assert (parse_shard("auto").index, parse_shard("auto").count) == (2, 3)
+    # --array=0,2: SLURM says step 1, count 2; task 2 is no shard of 2 and must not drop frames silently
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    with pytest.raises(UsageError, match="--shard i/n"):
+        parse_shard("auto")
 
 
 def test_sharded_cli_runs_cover_the_input_once(tmp_path):
