@@ -43,10 +43,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
-test: install
+test: install system-deps
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=1500 $(PYTEST_ARGS)
 
-demo: install
+demo: install system-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh $(DEMO_OUT)
 
 bench: install
