@@ -319,7 +319,8 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
                       [os.path.relpath(s, out) for s in valid_systems], numb_steps, schedule, preset, seed, config)
     (out / "input.json").write_text(json.dumps(inp, indent=2) + "\n")
     lr_sum = learning_rate_sum(inp.get("learning_rate", {}), numb_steps)
-    if init_path is None and lr_sum < FROM_SCRATCH_MIN_LR_SUM and not quiet:
+    is_dpa3 = inp.get("model", {}).get("descriptor", {}).get("type") == "dpa3"
+    if init_path is None and is_dpa3 and lr_sum < FROM_SCRATCH_MIN_LR_SUM and not quiet:
         print(f"cscli finetune: warning: DPA-3 from scratch with a summed learning rate of {lr_sum:.2g} over "
               f"{numb_steps} steps; its forces usually stay near zero until about {FROM_SCRATCH_MIN_LR_SUM:g}. "
               "For a short run from scratch use --lr-schedule wsd --start-lr 1e-2, or more steps.", file=sys.stderr)
