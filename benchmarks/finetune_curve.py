@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -114,23 +113,19 @@ def lips20_mixed_split(seed: int = 0):
 
 
 def errors(calc, frames):
-    de, df = [], []
-    for atoms in frames:
-        a = atoms.copy()
-        a.calc = calc
-        de.append((a.get_potential_energy() - atoms.info["energy"]) / len(a))
-        df.append((a.get_forces() - atoms.arrays["forces"]).ravel())
-    de = np.asarray(de)
-    out = {
-        "rmse_e_meV_atom": 1e3 * math.sqrt(np.mean(de**2)),
-        "rmse_e_shifted_meV_atom": 1e3 * float(np.std(de)),
-        "e_offset_meV_atom": 1e3 * float(np.mean(de)),
-        "rmse_f_eV_A": math.sqrt(np.mean(np.concatenate(df) ** 2)),
-    }
+    """Held-out errors through ``cscli.evaluate`` (the code behind ``cscli evaluate``)."""
+    from cscli.evaluate import evaluate_model
+
+    def summary(subset):
+        rep = evaluate_model(calc, subset, per_composition=False)["overall"]
+        e = rep["energy_per_atom"]
+        return {"rmse_e_meV_atom": 1e3 * e["rmse"], "rmse_e_shifted_meV_atom": 1e3 * e["std_error"],
+                "e_offset_meV_atom": 1e3 * e["mean_error"], "rmse_f_eV_A": rep["forces"]["rmse"]}
+
+    out = summary(frames)
     phases = [a.info.get("phase") for a in frames]
     if all(phases):  # balanced view: force RMSE of each phase, then their mean and worst
-        per = {p: math.sqrt(np.mean(np.concatenate([d for d, q in zip(df, phases) if q == p]) ** 2))
-               for p in sorted(set(phases))}
+        per = {p: summary([a for a, q in zip(frames, phases) if q == p])["rmse_f_eV_A"] for p in sorted(set(phases))}
         out.update({"rmse_f_per_phase": per, "rmse_f_phase_mean": float(np.mean(list(per.values()))),
                     "rmse_f_phase_worst": max(per.values())})
     return out

@@ -228,16 +228,11 @@ def test_cli_usage_errors(cli, shared_data, tmp_path):
 
 def _rmse(model_path, frames):
     """Energy (eV/atom) and force (eV/Å) RMSE of a model file on labelled frames."""
+    from cscli.evaluate import evaluate_model
     from cscli.models import load_calculator
 
-    calc = load_calculator(str(model_path), device="cpu")
-    de, df = [], []
-    for atoms in frames:
-        a = atoms.copy()
-        a.calc = calc
-        de.append((a.get_potential_energy() - atoms.info["energy"]) / len(a))
-        df.append((a.get_forces() - atoms.arrays["forces"]).ravel())
-    return math.sqrt(np.mean(np.square(de))), math.sqrt(np.mean(np.square(np.concatenate(df))))
+    overall = evaluate_model(load_calculator(str(model_path), device="cpu"), frames, per_composition=False)["overall"]
+    return overall["energy_per_atom"]["rmse"], overall["forces"]["rmse"]
 
 
 # One thread per training: on a shared 2-core machine oversubscribed torch threads are ~5x slower.
