@@ -328,15 +328,9 @@ def _unique_bucket(indices: list[int]):
         a = prepared[i]
         dup = None
         if reps:
-            mask = _window_mask(a, rows, options)
-            for r in np.flatnonzero(mask):
-                b = prepared[reps[r]]
-                if not lattice_gate(a, b, options):
-                    continue
-                fitted += 1
-                if matcher.fit(a.reduced, b.reduced, skip_structure_reduction=True):
-                    dup = reps[r]
-                    break
+            r, n_fit = _first_fit(a, _window_mask(a, rows, options), lambda r: prepared[reps[r]], matcher, options)
+            fitted += n_fit
+            dup = None if r is None else reps[r]
         result[i] = dup
         if dup is None:
             reps.append(i)
@@ -344,9 +338,23 @@ def _unique_bucket(indices: list[int]):
     return result, fitted
 
 
-def _novel_chunk(indices: list[int]):
+def _first_fit(a: Prepared, mask, candidate, matcher, options: MatchOptions) -> tuple[int | None, int]:
+    """Row ``r`` of the first candidate inside ``mask`` that passes the lattice gate and that
+    StructureMatcher fits to ``a`` (None when none does), and the number of ``fit`` calls made."""
     import numpy as np
 
+    fitted = 0
+    for r in np.flatnonzero(mask):
+        b = candidate(r)
+        if not lattice_gate(a, b, options):
+            continue
+        fitted += 1
+        if matcher.fit(a.reduced, b.reduced, skip_structure_reduction=True):
+            return int(r), fitted
+    return None, fitted
+
+
+def _novel_chunk(indices: list[int]):
     prepared: list[Prepared] = _STATE["prepared"]
     refs_by_key: dict = _STATE["refs_by_key"]
     options: MatchOptions = _STATE["options"]
@@ -359,14 +367,10 @@ def _novel_chunk(indices: list[int]):
         entry = refs_by_key.get(a.key)
         if entry is not None:
             ref_idx, rows = entry
-            for r in np.flatnonzero(_window_mask(a, rows, options)):
-                b = _STATE["refs"][ref_idx[r]]
-                if not lattice_gate(a, b, options):
-                    continue
-                fitted += 1
-                if matcher.fit(a.reduced, b.reduced, skip_structure_reduction=True):
-                    hit = ref_idx[r]
-                    break
+            r, n_fit = _first_fit(a, _window_mask(a, rows, options), lambda r: _STATE["refs"][ref_idx[r]],
+                                  matcher, options)
+            fitted += n_fit
+            hit = None if r is None else ref_idx[r]
         result[i] = hit
     return result, fitted
 
