@@ -429,6 +429,13 @@ def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint
     f_b = _forces(load_calculator(f"{multitask_checkpoint}::B", device="cpu"), held_out)
     assert np.abs(f_ft - f_a).max() < 1e-6, np.abs(f_ft - f_a).max()  # measured: ~1e-9
     assert np.abs(f_ft - f_b).max() > 1e-3
+    # a head the checkpoint lacks: one line naming the heads it has (deepmd's own exception line)
+    r = run_cli("finetune", tmp_path / "train.extxyz", "-o", tmp_path / "bad", "--init", multitask_checkpoint,
+                "--model-branch", "Z", "--steps", "1", "--device", "cpu", env=THREADS, timeout=900)
+    assert r.returncode == 1
+    (line,) = [t for t in r.stderr.splitlines() if "error:" in t]
+    assert "ValueError: No model branch or alias named 'Z'. Available branches are ['A', 'B']" in line
+    assert "Traceback" not in line
 
 
 @pytest.mark.slow

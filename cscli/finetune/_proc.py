@@ -68,5 +68,15 @@ def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict, 
             proc.wait()
             raise
     if rc != 0:
-        last = [t for t in tail if t.strip()][-6:]
-        raise ModelError(f"{what} failed (exit {rc}, log {log}): " + " | ".join(last))
+        raise ModelError(f"{what} failed (exit {rc}, log {log}): {failure_reason(tail)}")
+
+
+def failure_reason(lines: Sequence[str]) -> str:
+    """The Python exception line of a crashed tool's output (``ValueError: ...``), else its last lines."""
+    import re
+
+    lines = [t.strip() for t in lines if t.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line):
+            return line
+    return " | ".join(lines[-6:])
