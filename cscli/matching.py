@@ -375,6 +375,17 @@ def _novel_chunk(indices: list[int]):
     return result, fitted
 
 
+def _gather(func, tasks: list, jobs: int, n: int, stats: MatchStats) -> list[int | None]:
+    """Run ``func`` over ``tasks`` and merge its (index -> match or None) results; counts into ``stats``."""
+    found: list[int | None] = [None] * n
+    for result, fitted in _run(func, tasks, jobs):
+        stats.pairs_fitted += fitted
+        for i, match in result.items():
+            found[i] = match
+    stats.matches = sum(m is not None for m in found)
+    return found
+
+
 def _run(func, tasks: list, jobs: int):
     if jobs <= 1 or len(tasks) <= 1:
         return [func(t) for t in tasks]
@@ -396,13 +407,7 @@ def find_duplicates(prepared: list[Prepared], options: MatchOptions, jobs: int =
     stats.pairs_in_formula_groups = sum(n * (n - 1) // 2 for n in formula.values())
     _STATE.update(prepared=prepared, options=options)
     tasks = sorted(buckets.values(), key=len, reverse=True)  # largest first: better load balance
-    dup: list[int | None] = [None] * len(prepared)
-    for result, fitted in _run(_unique_bucket, tasks, jobs):
-        stats.pairs_fitted += fitted
-        for i, d in result.items():
-            dup[i] = d
-    stats.matches = sum(d is not None for d in dup)
-    return dup, stats
+    return _gather(_unique_bucket, tasks, jobs, len(prepared), stats), stats
 
 
 def find_in_references(prepared: list[Prepared], refs: list[Prepared], options: MatchOptions, jobs: int = 1) -> tuple[list[int | None], MatchStats]:
@@ -425,13 +430,7 @@ def find_in_references(prepared: list[Prepared], refs: list[Prepared], options: 
     candidates = [i for i, p in enumerate(prepared) if p.key in refs_by_key]
     n_tasks = max(1, min(len(candidates), jobs * 16))
     tasks = [candidates[t::n_tasks] for t in range(n_tasks)] if candidates else []
-    hits: list[int | None] = [None] * len(prepared)
-    for result, fitted in _run(_novel_chunk, tasks, jobs):
-        stats.pairs_fitted += fitted
-        for i, h in result.items():
-            hits[i] = h
-    stats.matches = sum(h is not None for h in hits)
-    return hits, stats
+    return _gather(_novel_chunk, tasks, jobs, len(prepared), stats), stats
 
 
 def pair_filter_matrix(prepared_a: list[Prepared], prepared_b: list[Prepared], options: MatchOptions):
