@@ -213,22 +213,15 @@ def learning_rate_section(schedule: Schedule, numb_steps: int) -> dict:
 
 
 def learning_rate_sum(section: dict, numb_steps: int) -> float:
-    """Sum of the learning rate over the run, for deepmd's ``exp`` and ``wsd`` blocks (else nan)."""
+    """Sum of the learning rate over the run, by deepmd-kit's own schedule (nan if it cannot build it)."""
     import numpy as np
+    from deepmd.dpmodel.utils.learning_rate import BaseLR
 
-    start, stop, kind = section.get("start_lr"), section.get("stop_lr"), section.get("type", "exp")
-    if start is None or stop is None or start <= 0 or stop <= 0:
+    try:
+        schedule = BaseLR(**{**section, "num_steps": int(numb_steps)})
+        return float(np.sum(schedule.value(np.arange(int(numb_steps)))))
+    except Exception:  # a --config schedule this version cannot rebuild: no warning rather than a crash
         return float("nan")
-    step = np.arange(numb_steps, dtype=float)
-    if kind == "exp":
-        decay = int(section.get("decay_steps", 5000))
-        rate = (stop / start) ** (decay / max(numb_steps, 1))
-        return float(np.sum(start * rate ** np.floor(step / decay)))
-    if kind == "wsd":
-        n_decay = int(float(section.get("decay_phase_ratio", 0.1)) * numb_steps)
-        tau = np.clip((step - (numb_steps - n_decay)) / max(n_decay, 1), 0.0, 1.0)
-        return float(np.sum(1.0 / (tau / stop + (1.0 - tau) / start)))
-    return float("nan")
 
 
 def _bs_value(batch_size):
