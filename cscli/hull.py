@@ -124,9 +124,6 @@ class Hull:
             "decomposition": json.dumps({k: round(v, 10) for k, v in sorted(fractions.items())}),
         }
 
-    def stable_phases(self) -> list[str]:
-        return sorted(e.name for e in self.diagram.stable_entries)
-
 
 def read_refs(paths: Iterable[str], input_format: str | None = None) -> list[Atoms]:
     """Reference frames from one or more files (ids made unique per file)."""

@@ -276,12 +276,16 @@ def _pool(jobs: int):
     return multiprocessing.get_context("fork").Pool(jobs)
 
 
-def _prepare_one(structure):
+def _matcher():
+    """The StructureMatcher for ``_STATE['options']``, built once per options (per worker process)."""
     options = _STATE["options"]
-    matcher = _STATE.get("matcher")
-    if matcher is None:
-        matcher = _STATE["matcher"] = options.matcher()
-    return prepare(structure, options, matcher)
+    if _STATE.get("matcher_for") is not options:
+        _STATE["matcher"], _STATE["matcher_for"] = options.matcher(), options
+    return _STATE["matcher"]
+
+
+def _prepare_one(structure):
+    return prepare(structure, _STATE["options"], _matcher())
 
 
 def prepare_many(structures: list, options: MatchOptions, jobs: int = 1) -> list[Prepared]:
@@ -299,7 +303,6 @@ class MatchStats:
     pairs_in_buckets: int = 0
     pairs_fitted: int = 0
     matches: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def _tau_rows(items: list[Prepared]):
@@ -319,7 +322,7 @@ def _unique_bucket(indices: list[int]):
 
     prepared: list[Prepared] = _STATE["prepared"]
     options: MatchOptions = _STATE["options"]
-    matcher = _STATE.setdefault("matcher", options.matcher())
+    matcher = _matcher()
     reps: list[int] = []
     rows = np.zeros((0, 4))
     result = {}
@@ -358,7 +361,7 @@ def _novel_chunk(indices: list[int]):
     prepared: list[Prepared] = _STATE["prepared"]
     refs_by_key: dict = _STATE["refs_by_key"]
     options: MatchOptions = _STATE["options"]
-    matcher = _STATE.setdefault("matcher", options.matcher())
+    matcher = _matcher()
     result = {}
     fitted = 0
     for i in indices:
@@ -433,17 +436,6 @@ def find_in_references(prepared: list[Prepared], refs: list[Prepared], options: 
     return _gather(_novel_chunk, tasks, jobs, len(prepared), stats), stats
 
 
-def pair_filter_matrix(prepared_a: list[Prepared], prepared_b: list[Prepared], options: MatchOptions):
-    """Boolean matrix M[i, j] = may_match(a_i, b_j): the pairs the fast path would ever fit."""
-    import numpy as np
-
-    out = np.zeros((len(prepared_a), len(prepared_b)), dtype=bool)
-    for i, a in enumerate(prepared_a):
-        for j, b in enumerate(prepared_b):
-            out[i, j] = may_match(a, b, options)
-    return out
-
-
 __all__ = [
     "MatchOptions",
     "MatchStats",
@@ -454,7 +446,6 @@ __all__ = [
     "find_in_references",
     "lattice_gate",
     "may_match",
-    "pair_filter_matrix",
     "prepare",
     "prepare_many",
     "successive_minima",

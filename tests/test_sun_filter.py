@@ -114,6 +114,15 @@ def test_missing_e_hull(batch, cli, reference_phases):
               "-o", tmp / "ok.extxyz")
     assert res.returncode == 0, res.stderr
     assert len(read_frames(str(tmp / "bad.extxyz"))) == 3 and len(read_frames(str(tmp / "ok.extxyz"))) == 9
+    # a NaN e_hull is a frame failure too, not a crash of the batch
+    nan = [a.copy() for a in frames]
+    nan[0].info["e_hull"] = float("nan")
+    write_frames(nan, str(tmp / "nan.extxyz"))
+    res = cli("sun-filter", tmp / "nan.extxyz", "--refs", tmp / "refs.extxyz", "--failed", tmp / "bad2.extxyz",
+              "-o", tmp / "ok2.extxyz")
+    assert res.returncode == 0, res.stderr
+    (bad,) = read_frames(str(tmp / "bad2.extxyz"))
+    assert "e_hull is not finite" in bad.info["error"] and len(read_frames(str(tmp / "ok2.extxyz"))) == 11
 
 
 def test_e_hull_from_references_with_energies(tmp_path, cli, reference_phases):

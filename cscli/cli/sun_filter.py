@@ -90,13 +90,12 @@ def command(inputs, output, input_format, output_format, refs, refs_format, e_hu
     good, bad = [], []
     for atoms in frames:
         try:
-            if atoms.info.get("e_hull") is None:
-                if hull is None:
-                    e_hull_of(atoms)  # raises: no e_hull, and no references to compute it
+            if atoms.info.get("e_hull") is None and hull is not None:
                 message = hull.check_model(atoms, allow_mixed_models)
                 if message:
                     say(f"warning: {message}")
                 atoms.info.update(hull.evaluate(atoms))
+            e_hull_of(atoms)  # missing (no references to compute it), NaN or not a number: a frame failure
             atoms_to_structure(atoms)
             good.append(atoms)
         except CscliError as exc:
