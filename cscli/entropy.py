@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -214,7 +214,6 @@ class SelectionResult:
     stop_reason: str
     method: str
     duplicates_skipped: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def indices(self) -> list[int]:

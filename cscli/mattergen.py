@@ -241,9 +241,11 @@ def split_by_system(frames: list[Atoms], elements: Sequence[str] | None) -> tupl
     """(inside, outside) the chemical system; all inside when no system is given."""
     if not elements:
         return list(frames), []
-    allowed = set(elements)
-    inside = [a for a in frames if set(a.get_chemical_symbols()) <= allowed]
-    outside = [a for a in frames if not set(a.get_chemical_symbols()) <= allowed]
+    from cscli.generate import in_chemical_system
+
+    inside, outside = [], []
+    for atoms in frames:
+        (inside if in_chemical_system(atoms, elements) else outside).append(atoms)
     return inside, outside
 
 

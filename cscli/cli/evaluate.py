@@ -36,9 +36,9 @@ def command(inputs, input_format, model, device, report_path, plot_path, no_per_
     from cscli.frames import data_stdout
     from cscli.models import load_calculator
 
+    frames = input_frames(inputs, input_format)  # a missing input fails before the model loads
     calc = load_calculator(model, device=device)
     name = getattr(calc, "cscli_model", model)
-    frames = input_frames(inputs, input_format)
     bar = None
     if not quiet:
         from tqdm import tqdm

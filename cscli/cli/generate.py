@@ -91,7 +91,10 @@ def command(backend, chemical_system, num, seed, iteration, output, output_forma
                              mattergen_cmd, csv_to_dataset_cmd, quiet)
     if not chemical_system:
         raise UsageError("--chemical-system is required, e.g. -s Li-P-S")
+    from cscli.frames import claim_stdout
     from cscli.generate import parse_chemical_system
+
+    claim_stdout()  # stdout carries frames only: any print from pyxtal or MatterGen's wrappers goes to stderr
 
     elements = parse_chemical_system(chemical_system)
     if backend == "auto":

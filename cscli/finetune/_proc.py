@@ -31,16 +31,6 @@ def device_env(device: str, env: dict | None = None) -> dict:
     return env
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    device_env(device, {})  # validates
-    return device
-
-
 def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict, quiet: bool = False,
                echo: Callable[[str], bool] | None = None, what: str = "training") -> None:
     """Run ``cmd`` in ``cwd``; all output goes to ``log``; lines accepted by ``echo`` go to stderr.

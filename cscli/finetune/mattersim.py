@@ -129,7 +129,8 @@ def train_mattersim(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms]
                     stress_loss_ratio: float = 0.1, re_normalize: bool | None = None, quiet: bool = False,
                     model_name: str = "model.pth") -> dict:
     """Fine-tune the MatterSim checkpoint ``init``; ``output/model.pth`` is the best checkpoint."""
-    from cscli.finetune._proc import device_env, resolve_device, run_logged
+    from cscli.finetune._proc import device_env, run_logged
+    from cscli.models import resolve_device
     from cscli.finetune.data import frame_labels
 
     init_path = Path(init)
