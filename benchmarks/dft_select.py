@@ -15,9 +15,9 @@ import warnings
 
 import numpy as np
 
-from cscli.datafiles import reference_phases_path
-from cscli.dft_select import Bin, fingerprints, select
-from cscli.frames import read_frames
+from cscli.core.datafiles import reference_phases_path
+from cscli.dft.dft_select import Bin, fingerprints, select
+from cscli.core.frames import read_frames
 
 
 def main():

@@ -28,7 +28,7 @@ import numpy as np
 def _frames(shared: Path, large: bool):
     from ase import Atoms
 
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     d = shared / "lips_dft_frames"
     ref = []
@@ -54,8 +54,8 @@ def main() -> None:
 
     from quests.entropy import delta_entropy as q_delta
 
-    from cscli import entropy as E
-    from cscli.datafiles import shared_data_dir
+    from cscli.learn import entropy as E
+    from cscli.core.datafiles import shared_data_dir
 
     shared = shared_data_dir()
     if shared is None:

@@ -2,7 +2,7 @@
 
 Data: the NequIP LiPS set (Li27P12S44, VASP-PBE; Batzner et al. 2022; 1000 frames in
 ``shared/data/lips_dft_frames/lips_nequip_batzner2022``). A fixed held-out test set is drawn first;
-training frames come from a disjoint pool, chosen at random or by ``cscli.entropy.entropy_select``
+training frames come from a disjoint pool, chosen at random or by ``cscli.learn.entropy.entropy_select``
 (information-entropy gain, the seed paper's data-efficiency claim) when that module is present.
 Baselines measured in the same run: zero-shot CHGNet and SevenNet (7net-0) on the same test set.
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 def lips_frames():
     from ase import Atoms
 
-    from cscli.datafiles import shared_data_dir
+    from cscli.core.datafiles import shared_data_dir
 
     base = shared_data_dir()
     if base is None:
@@ -61,8 +61,8 @@ def pretraining_frames(step: int = 5):
     1000-frame trajectories (beta-Li3PS4, Li7P3S11)."""
     from ase import Atoms
 
-    from cscli.datafiles import shared_data_dir
-    from cscli.frames import read_frames
+    from cscli.core.datafiles import shared_data_dir
+    from cscli.core.frames import read_frames
 
     base = shared_data_dir() / "lips_dft_frames/lips20_egraffbench"
     frames = []
@@ -87,8 +87,8 @@ def lips20_mixed_split(seed: int = 0):
     """An unbalanced candidate pool, the case entropy selection is for: most candidates come from two
     long trajectories (beta-Li3PS4, Li7P3S11), a few from each of the 14 other phases. The test set
     is balanced: 4 frames of every phase that are not in the pool (errors averaged over phases)."""
-    from cscli.datafiles import shared_data_dir
-    from cscli.frames import read_frames
+    from cscli.core.datafiles import shared_data_dir
+    from cscli.core.frames import read_frames
 
     base = shared_data_dir() / "lips_dft_frames/lips20_egraffbench"
     rng = np.random.default_rng(seed)
@@ -113,8 +113,8 @@ def lips20_mixed_split(seed: int = 0):
 
 
 def errors(calc, frames):
-    """Held-out errors through ``cscli.evaluate`` (the code behind ``cscli evaluate``)."""
-    from cscli.evaluate import evaluate_model
+    """Held-out errors through ``cscli.learn.evaluate`` (the code behind ``cscli evaluate``)."""
+    from cscli.learn.evaluate import evaluate_model
 
     def summary(subset):
         rep = evaluate_model(calc, subset, per_composition=False)["overall"]
@@ -151,9 +151,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    from cscli.finetune import finetune
-    from cscli.finetune.deepmd import Schedule
-    from cscli.models import load_calculator
+    from cscli.learn.finetune import finetune
+    from cscli.learn.finetune.deepmd import Schedule
+    from cscli.core.models import load_calculator
 
     scratch = Schedule(steps=args.steps, start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd")
     paper = Schedule(steps=args.steps)  # exp 1e-3 -> 3e-5
@@ -214,11 +214,11 @@ def main(argv=None):
     entropy_select = None
     if "entropy" in selections:
         try:
-            from cscli.entropy import entropy_select
+            from cscli.learn.entropy import entropy_select
         except ImportError:
-            print("entropy selection skipped: cscli.entropy is not installed in this checkout", file=sys.stderr)
+            print("entropy selection skipped: cscli.learn.entropy is not installed in this checkout", file=sys.stderr)
             selections = [s for s in selections if s != "entropy"]
-            results["note"] = "entropy selection skipped (cscli.entropy absent); random only"
+            results["note"] = "entropy selection skipped (cscli.learn.entropy absent); random only"
     chosen = {}
     for how in selections:
         for n in sizes:

@@ -5,7 +5,7 @@
 Prints frames/s of each backend (library call, process start excluded) for two seeds (the rate
 depends on the draws: hard compositions/space groups need more tries), and the ratios of the
 second-seed rates to the random backend's. With --relax N, the first N frames of each backend are relaxed
-with the default model (FIRE, fmax 0.1, 200 steps) and the energy per atom and, when `cscli.hull`
+with the default model (FIRE, fmax 0.1, 200 steps) and the energy per atom and, when `cscli.screen.hull`
 exists, the fraction with E_hull < 0.1 eV/atom against the relaxed reference phases are printed.
 """
 
@@ -16,7 +16,7 @@ import time
 
 
 def rate(backend, settings, num, seed):
-    from cscli.generate import generate_offline
+    from cscli.explore.generate import generate_offline
 
     start = time.perf_counter()
     frames = list(generate_offline(backend, settings, num, seed))
@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from cscli.generate import OfflineSettings, general_multiplicity
+    from cscli.explore.generate import OfflineSettings, general_multiplicity
 
     els = ["Li", "P", "S"]
     # warm the space-group caches so the first backend does not pay for them alone
@@ -54,12 +54,12 @@ def main():
     if args.relax:
         import numpy as np
 
-        from cscli.models import load_calculator
-        from cscli.relax import relax_atoms
+        from cscli.core.models import load_calculator
+        from cscli.explore.relax import relax_atoms
 
         calc = load_calculator()
         try:
-            from cscli import hull  # noqa: F401
+            from cscli.screen import hull  # noqa: F401
             have_hull = True
         except ImportError:
             have_hull = False
@@ -77,7 +77,7 @@ def main():
             print(f"{name:26s} relaxed {len(out)} in {dt:.0f} s, {conv} converged, E/atom {np.mean(e):.3f} "
                   f"(min {np.min(e):.3f}) eV  [{calc.cscli_model}]")
         if not have_hull:
-            print("E_hull fraction: skipped (cscli.hull not on this branch)")
+            print("E_hull fraction: skipped (cscli.screen.hull not on this branch)")
 
 
 if __name__ == "__main__":

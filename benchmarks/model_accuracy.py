@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from cscli.datafiles import shared_data_dir
-from cscli.frames import read_frames
-from cscli.models import load_calculator
+from cscli.core.datafiles import shared_data_dir
+from cscli.core.frames import read_frames
+from cscli.core.models import load_calculator
 
 p = argparse.ArgumentParser()
 p.add_argument("--every", type=int, default=2, help="take every k-th frame of each set")

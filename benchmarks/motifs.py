@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 def make_frames(n: int, sigma: float = 0.03, seed: int = 0):
     import numpy as np
 
-    from cscli.datafiles import reference_phases_path
-    from cscli.frames import read_frames
+    from cscli.core.datafiles import reference_phases_path
+    from cscli.core.frames import read_frames
 
     refs = read_frames(str(reference_phases_path()))
     rng = np.random.default_rng(seed)
@@ -71,7 +71,7 @@ def main() -> None:
 
     from ase.neighborlist import neighbor_list
 
-    from cscli.motifs import Catalogue, MotifSettings, analyze, tag_frame
+    from cscli.screen.motifs import Catalogue, MotifSettings, analyze, tag_frame
 
     frames = make_frames(args.n)
     natoms = sum(len(a) for a in frames)
@@ -103,7 +103,7 @@ def main() -> None:
     print(f"  {len(cat.records)} distinct motifs: {', '.join(sorted(names))}")
 
     if not args.no_cli:
-        from cscli.frames import write_frames
+        from cscli.core.frames import write_frames
 
         with tempfile.TemporaryDirectory() as tmp:
             for a in frames:
@@ -125,7 +125,7 @@ def main() -> None:
               f"({t_cli:.1f} s wall, {cpu:.1f} s CPU incl. start-up)")
         del proc
 
-    from cscli.fingerprints import structure_fingerprint
+    from cscli.screen.fingerprints import structure_fingerprint
 
     fp_frames = make_frames(args.n_fp, seed=1)
     structure_fingerprint(fp_frames[0])  # imports

@@ -19,12 +19,12 @@ from pathlib import Path
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 
-from cscli.datafiles import reference_phases_path
-from cscli.frames import read_frames, write_frames
-from cscli.models import load_calculator
-from cscli.perturb import perturb_frame
-from cscli.relax import relax_atoms
-from cscli.stream import StreamOptions, run_stream
+from cscli.core.datafiles import reference_phases_path
+from cscli.core.frames import read_frames, write_frames
+from cscli.core.models import load_calculator
+from cscli.explore.perturb import perturb_frame
+from cscli.explore.relax import relax_atoms
+from cscli.core.stream import StreamOptions, run_stream
 
 p = argparse.ArgumentParser()
 p.add_argument("--frames", type=int, default=8)

@@ -40,9 +40,9 @@ RANDOM_FORMULAS = ["Li3PS4", "Li7P3S11", "Li4P2S6", "Li2PS3", "LiPS3", "Li7PS6",
 
 
 def load_phases():
-    from cscli.datafiles import reference_phases_path
-    from cscli.frames import read_frames
-    from cscli.matching import atoms_to_structure
+    from cscli.core.datafiles import reference_phases_path
+    from cscli.core.frames import read_frames
+    from cscli.screen.matching import atoms_to_structure
 
     frames = read_frames(str(reference_phases_path()))
     return [(a.info["phase"], atoms_to_structure(a)) for a in frames]
@@ -195,7 +195,7 @@ def cpu_seconds():
 
 
 def fast(frames, refs, jobs):
-    from cscli.matching import MatchOptions, find_duplicates, find_in_references, prepare_many
+    from cscli.screen.matching import MatchOptions, find_duplicates, find_in_references, prepare_many
 
     opts = MatchOptions()
     c0 = cpu_seconds()
@@ -215,7 +215,7 @@ def check_pairs(m, seed, jobs):
     """Exhaustive check: every ordered pair that fit accepts passes may_match."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from cscli.matching import MatchOptions, may_match, prepare_many
+    from cscli.screen.matching import MatchOptions, may_match, prepare_many
 
     rng = np.random.default_rng(seed)
     phases = [p for p in load_phases() if len(p[1]) <= 56]
@@ -241,7 +241,7 @@ def check_pairs(m, seed, jobs):
 
 
 def main(argv=None):
-    from cscli.matching import atoms_to_structure, default_jobs  # noqa: F401
+    from cscli.screen.matching import atoms_to_structure, default_jobs  # noqa: F401
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10000, help="frames in the batch")

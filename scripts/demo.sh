@@ -7,7 +7,7 @@
 set -euo pipefail
 out=${1:-demo-out}
 mkdir -p "$out"
-refs=$(python -c "from cscli.datafiles import reference_phases_path as p; print(p())")
+refs=$(python -c "from cscli.core.datafiles import reference_phases_path as p; print(p())")
 model=${CSCLI_DEMO_MODEL:-7net-l3i5}
 n_gen=${CSCLI_DEMO_NUM:-24}
 say() { printf '\n== %s\n' "$*" >&2; }

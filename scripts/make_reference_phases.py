@@ -11,7 +11,7 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from cscli.frames import write_frames
+from cscli.core.frames import write_frames
 
 shared = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 cif_dir = shared / "structures" / "lips20_frame0_refined"

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    from cscli.datafiles import shared_data_dir
+    from cscli.core.datafiles import shared_data_dir
 
     path = shared_data_dir()
     if path is None:
@@ -30,8 +30,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def reference_phases():
     """The 16 shipped Li-P-S reference phases as a list of Atoms (id ref-<phase>)."""
-    from cscli.datafiles import reference_phases_path
-    from cscli.frames import read_frames
+    from cscli.core.datafiles import reference_phases_path
+    from cscli.core.frames import read_frames
 
     return read_frames(str(reference_phases_path()))
 

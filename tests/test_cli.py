@@ -6,7 +6,7 @@ import sys
 import pytest
 from ase.build import bulk
 
-from cscli.frames import write_frames
+from cscli.core.frames import write_frames
 from conftest import REPO, run_cli
 
 

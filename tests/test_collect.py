@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cscli.frames import frame_to_dict, read_frames
+from cscli.core.frames import frame_to_dict, read_frames
 
 KBAR_TO_EV_A3 = 0.1 / 160.21766208  # 1 kB = 0.1 GPa; 1 eV/Å^3 = 160.2177 GPa
 
@@ -204,9 +204,9 @@ def trajectory():
     """6 FIRE steps of CHGNet on a rattled gamma-Li3PS4 cell (16 atoms): energies, forces, stress."""
     from ase.optimize import FIRE
 
-    from cscli.datafiles import reference_phases_path
+    from cscli.core.datafiles import reference_phases_path
 
-    from cscli.models import load_calculator
+    from cscli.core.models import load_calculator
 
     calc = load_calculator("chgnet", device="cpu")
     atoms = next(a for a in read_frames(str(reference_phases_path())) if a.info["phase"] == "gamma-Li3PS4")
@@ -269,7 +269,7 @@ def test_sampling_recipe(tmp_path, trajectory, cli):
     parent, steps = trajectory
     d = _run_dir(tmp_path, "run", parent, steps)
 
-    from cscli.vasp import collect_runs, parse_per_run
+    from cscli.dft.vasp import collect_runs, parse_per_run
 
     def collect(seed=0, per_run="5"):
         frames, _ = collect_runs([d], per_run=parse_per_run(per_run), seed=seed, quiet=True)
@@ -332,7 +332,7 @@ def test_unconverged_incomplete_and_failed_runs_are_reported(tmp_path, trajector
 @pytest.mark.slow
 def test_collect_after_dft_select(tmp_path, trajectory, cli):
     """The folder layout of `dft-select --write-vasp` (folders.txt) is what collect reads back."""
-    from cscli.vasp import write_vasp_inputs
+    from cscli.dft.vasp import write_vasp_inputs
 
     parent, steps = trajectory
     rep = write_vasp_inputs([parent], str(tmp_path / "vasp"))

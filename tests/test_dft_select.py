@@ -12,9 +12,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from cscli.dft_select import DEFAULT_BINS, Bin, farthest_point_order, ov_fingerprint, parse_bins, select
-from cscli.errors import DataError, UsageError
-from cscli.frames import read_frames, write_frames
+from cscli.dft.dft_select import DEFAULT_BINS, Bin, farthest_point_order, ov_fingerprint, parse_bins, select
+from cscli.core.errors import DataError, UsageError
+from cscli.core.frames import read_frames, write_frames
 
 
 def _pool(phase, e_hulls, name="Li2S"):
@@ -115,7 +115,7 @@ def test_ov_fingerprint_counts_pairs_like_pymatgen(phase):
 
 def test_ov_fingerprint_is_cell_invariant(phase):
     atoms = phase("beta-Li3PS4")
-    from cscli.dft_select import pairwise_distances
+    from cscli.dft.dft_select import pairwise_distances
 
     fp1 = ov_fingerprint(atoms, ["Li", "P", "S"])
     fp2 = ov_fingerprint(atoms.repeat((2, 1, 1)), ["Li", "P", "S"])
@@ -237,7 +237,7 @@ def test_kpoint_mesh_for_other_phases(tmp_path, phase):
     """Hand formula vs written KPOINTS on a triclinic/hexagonal/cubic set of real phases."""
     from pymatgen.io.vasp import Kpoints
 
-    from cscli.vasp import write_vasp_inputs
+    from cscli.dft.vasp import write_vasp_inputs
 
     names = ["Li2S", "Li7P3S11", "Li2PS3-hex", "beta-Li3PS4"]
     frames = [phase(n) for n in names]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cscli import entropy as E
+from cscli.learn import entropy as E
 
 PETMAD = "lips_dft_frames/petmad_workshop_Li3PS4/petmad_workshop_Li3PS4_{}.extxyz"
 LI2S = "lips_dft_frames/lips20_egraffbench/lips20_Li2S_3000K_every50.extxyz"
@@ -15,7 +15,7 @@ LI2S = "lips_dft_frames/lips20_egraffbench/lips20_Li2S_3000K_every50.extxyz"
 
 @pytest.fixture(scope="module")
 def frames(shared_data):
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     train = read_frames(str(shared_data / PETMAD.format("train")))[:8]
     test = read_frames(str(shared_data / PETMAD.format("test")))[:4]
@@ -145,7 +145,7 @@ def test_approximate_neighbours_agree_with_exact(frames):
 
 
 def test_cli_entropy_select(cli, shared_data, tmp_path):
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     cand = [str(shared_data / PETMAD.format("test")), str(shared_data / LI2S)]
     train = shared_data / PETMAD.format("val")

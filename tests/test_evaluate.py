@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cscli.evaluate import composition_key, error_metrics, evaluate_model
+from cscli.learn.evaluate import composition_key, error_metrics, evaluate_model
 
 PETMAD = "lips_dft_frames/petmad_workshop_Li3PS4/petmad_workshop_Li3PS4_val.extxyz"
 LI2S = "lips_dft_frames/lips20_egraffbench/lips20_Li2S_3000K_every50.extxyz"
@@ -25,7 +25,7 @@ def labelled(shared_data):
     """Real DFT frames of two compositions; stress labels from a second LJ; some labels removed."""
     from ase.calculators.lj import LennardJones
 
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     frames = read_frames(str(shared_data / PETMAD))[:4] + read_frames(str(shared_data / LI2S))[:2]
     other = LennardJones(sigma=2.0, epsilon=0.03, rc=5.0, smooth=True)
@@ -85,7 +85,7 @@ def test_metrics_equal_direct_numpy(labelled):
 
 
 def test_parity_sample_is_capped(labelled, tmp_path):
-    from cscli.evaluate import plot_parity
+    from cscli.learn.evaluate import plot_parity
 
     report = evaluate_model(_lj(), labelled, parity=True, parity_sample=100)
     f = report["parity"]["forces"]
@@ -103,8 +103,8 @@ def test_chgnet_force_rmse_on_nequip_lips(shared_data):
 
     Measured here: 0.293 eV/Å on frames 0-9 of lips_val_every10_100frames, 0.280 on frames 0-2.
     """
-    from cscli.frames import iter_frames
-    from cscli.models import load_calculator
+    from cscli.core.frames import iter_frames
+    from cscli.core.models import load_calculator
 
     calc = load_calculator("chgnet", device="cpu")
     frames = (a for i, a in enumerate(iter_frames(str(shared_data / NEQUIP))) if i < 3)
@@ -123,7 +123,7 @@ def test_chgnet_force_rmse_on_nequip_lips(shared_data):
 def test_cli_evaluate(cli, shared_data, tmp_path):
     png = tmp_path / "parity.png"
     src = tmp_path / "two.extxyz"
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     write_frames(read_frames(str(shared_data / PETMAD))[:2], str(src))
     r = cli("evaluate", "-m", "chgnet", src, "--plot", png)

@@ -24,7 +24,7 @@ PETMAD = "lips_dft_frames/petmad_workshop_Li3PS4/petmad_workshop_Li3PS4_train.ex
 
 
 def _frames(shared_data, rel, n=None):
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     frames = read_frames(str(shared_data / rel))
     return frames if n is None else frames[:n]
@@ -44,7 +44,7 @@ def test_virial_sign_matches_strain_derivative():
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from cscli.finetune.data import stress_to_virial, virial_to_stress
+    from cscli.learn.finetune.data import stress_to_virial, virial_to_stress
 
     atoms = bulk("Cu", "fcc", a=3.5).repeat((2, 1, 1))  # compressed: non-zero stress
     atoms.rattle(0.05, seed=3)
@@ -74,7 +74,7 @@ def test_deepmd_systems_read_back_by_deepmd(shared_data, tmp_path):
     """Frames → npy systems → deepmd's own DeepmdData: same atoms, energies, forces, virials."""
     from deepmd.utils.data import DeepmdData
 
-    from cscli.finetune.data import type_map_of, write_deepmd_systems
+    from cscli.learn.finetune.data import type_map_of, write_deepmd_systems
 
     lips = _frames(shared_data, LIPS, 3)
     shuffled = lips[2].copy()
@@ -117,7 +117,7 @@ def test_deepmd_systems_read_back_by_deepmd(shared_data, tmp_path):
 
 
 def test_stress_becomes_virial_and_reads_back(tmp_path, phase):
-    from cscli.finetune.data import read_deepmd_system, write_deepmd_systems
+    from cscli.learn.finetune.data import read_deepmd_system, write_deepmd_systems
 
     atoms = phase("gamma-Li3PS4")
     atoms.info["energy"] = -70.0
@@ -133,15 +133,15 @@ def test_stress_becomes_virial_and_reads_back(tmp_path, phase):
 
 
 def test_unlabelled_frame_is_a_data_error(tmp_path, phase):
-    from cscli.errors import DataError
-    from cscli.finetune.data import write_deepmd_systems
+    from cscli.core.errors import DataError
+    from cscli.learn.finetune.data import write_deepmd_systems
 
     with pytest.raises(DataError, match="no energy"):
         write_deepmd_systems([phase("Li2S")], tmp_path, ["Li", "S"])
 
 
 def test_split_is_reproducible_and_disjoint(shared_data):
-    from cscli.finetune.data import split_frames
+    from cscli.learn.finetune.data import split_frames
 
     frames = _frames(shared_data, LIPS, 30)
     tr1, va1 = split_frames(frames, 0.2, seed=4)
@@ -159,7 +159,7 @@ def test_split_is_reproducible_and_disjoint(shared_data):
 def test_dpa3_input_is_valid_for_deepmd_and_follows_the_schedule():
     from deepmd.utils.argcheck import normalize
 
-    from cscli.finetune.deepmd import Schedule, batches_per_epoch, build_input, steps_for
+    from cscli.learn.finetune.deepmd import Schedule, batches_per_epoch, build_input, steps_for
 
     # 83-atom frames: auto (= auto:32) → 1 frame per batch; auto:128 → 2
     assert batches_per_epoch([(40, 83)], "auto") == 40
@@ -182,7 +182,7 @@ def test_dpa3_input_is_valid_for_deepmd_and_follows_the_schedule():
 
 
 def test_learning_rate_schedules_and_their_sums():
-    from cscli.finetune.deepmd import Schedule, learning_rate_section, learning_rate_sum
+    from cscli.learn.finetune.deepmd import Schedule, learning_rate_section, learning_rate_sum
 
     flat = learning_rate_section(Schedule(start_lr=1e-2, stop_lr=1e-2), 300)
     assert learning_rate_sum(flat, 300) == pytest.approx(3.0)
@@ -202,7 +202,7 @@ def test_learning_rate_schedules_and_their_sums():
 
 
 def test_config_keeps_the_users_input(tmp_path):
-    from cscli.finetune.deepmd import Schedule, build_input
+    from cscli.learn.finetune.deepmd import Schedule, build_input
 
     user = build_input(["Li", "P", "S"], ["x"], [], 123, preset="small")
     user["learning_rate"]["start_lr"] = 5e-4
@@ -229,8 +229,8 @@ def test_cli_usage_errors(cli, shared_data, tmp_path):
 
 def _rmse(model_path, frames):
     """Energy (eV/atom) and force (eV/Å) RMSE of a model file on labelled frames."""
-    from cscli.evaluate import evaluate_model
-    from cscli.models import load_calculator
+    from cscli.learn.evaluate import evaluate_model
+    from cscli.core.models import load_calculator
 
     overall = evaluate_model(load_calculator(str(model_path), device="cpu"), frames, per_composition=False)["overall"]
     return overall["energy_per_atom"]["rmse"], overall["forces"]["rmse"]
@@ -247,7 +247,7 @@ SHORT_RUN = ["--lr-schedule", "wsd", "--start-lr", "1e-2", "--stop-lr", "1e-4"]
 @pytest.fixture(scope="module")
 def dpa3_run(shared_data, tmp_path_factory):
     """DPA-3 (tiny preset) trained through the CLI on 25 LiPS frames, validated on 10 others."""
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
     from tests.conftest import run_cli
 
     frames = _frames(shared_data, LIPS)
@@ -271,7 +271,7 @@ def test_dpa3_short_run_beats_its_untrained_start(dpa3_run):
     The 1-step model predicts near-zero forces, so its force RMSE is the DFT force spread
     (≈0.59 eV/Å); 400 wsd steps at lr 1e-2 must get well below it, and below a constant energy.
     """
-    from cscli.models import detect_backend
+    from cscli.core.models import detect_backend
 
     work, runs, held_out = dpa3_run
     model = runs["trained"]
@@ -291,7 +291,7 @@ def test_dpa3_short_run_beats_its_untrained_start(dpa3_run):
 
 @pytest.mark.slow
 def test_frozen_dpa3_relaxes_through_cscli_relax(dpa3_run, cli, tmp_path, phase):
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     _, runs, _ = dpa3_run
     write_frames([phase("gamma-Li3PS4")], str(tmp_path / "in.extxyz"))
@@ -314,7 +314,7 @@ def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_d
 
     work, runs, held_out = dpa3_run
     frames = _frames(shared_data, LIPS)
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     write_frames(frames[40:60], str(work / "more.extxyz"))
     r = run_cli("finetune", work / "more.extxyz", "--valid", work / "valid.extxyz", "-o", work / "ft",
@@ -325,7 +325,7 @@ def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_d
     # trained model's than the untrained model's are (forces do not see deepmd's energy-bias update)
     summary = json.loads((work / "ft" / "summary.json").read_text())
     assert "--finetune" in summary["command"] and "--use-pretrain-script" in summary["command"]
-    from cscli.models import load_calculator
+    from cscli.core.models import load_calculator
 
     calcs = {k: load_calculator(str(p), device="cpu") for k, p in
              (("ft", work / "ft" / "model.pth"), ("trained", runs["trained"]), ("untrained", runs["untrained"]))}
@@ -353,8 +353,8 @@ def multitask_checkpoint(shared_data, tmp_path_factory):
     head B on PET-MAD Li3PS4 frames; 20 steps."""
     import subprocess
 
-    from cscli.finetune.data import write_deepmd_systems
-    from cscli.finetune.deepmd import dp_command, dpa3_model
+    from cscli.learn.finetune.data import write_deepmd_systems
+    from cscli.learn.finetune.deepmd import dp_command, dpa3_model
 
     work = tmp_path_factory.mktemp("multitask")
     type_map = ["Li", "P", "S"]
@@ -395,8 +395,8 @@ def _forces(calc, frames):
 @pytest.mark.slow
 def test_multitask_checkpoint_loads_by_head_as_dpa3(multitask_checkpoint, shared_data, monkeypatch):
     """`--model dpa3:HEAD` finds the checkpoint under $CSCLI_MODEL_DIR and evaluates that head."""
-    from cscli.errors import ModelError
-    from cscli.models import load_calculator
+    from cscli.core.errors import ModelError
+    from cscli.core.models import load_calculator
 
     monkeypatch.setenv("CSCLI_MODEL_DIR", str(multitask_checkpoint.parent))
     frames = _frames(shared_data, LIPS)[90:92]
@@ -411,8 +411,8 @@ def test_multitask_checkpoint_loads_by_head_as_dpa3(multitask_checkpoint, shared
 def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint, shared_data, tmp_path):
     """`--init CKPT --model-branch A` (how DPA-3.1-3M is fine-tuned) starts from head A's weights:
     with a vanishing learning rate the fine-tuned model's forces are head A's, not head B's."""
-    from cscli.frames import write_frames
-    from cscli.models import load_calculator
+    from cscli.core.frames import write_frames
+    from cscli.core.models import load_calculator
     from tests.conftest import run_cli
 
     frames = _frames(shared_data, LIPS)
@@ -441,9 +441,9 @@ def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint
 @pytest.mark.slow
 def test_mattersim_finetune_lowers_loss_and_loads(shared_data, tmp_path):
     """A small MatterSim M3GNet from scratch, fine-tuned on 16-atom Li3PS4 frames for a few epochs."""
-    from cscli.finetune import finetune
-    from cscli.finetune.mattersim import new_checkpoint
-    from cscli.models import detect_backend, load_calculator
+    from cscli.learn.finetune import finetune
+    from cscli.learn.finetune.mattersim import new_checkpoint
+    from cscli.core.models import detect_backend, load_calculator
 
     frames = _frames(shared_data, PETMAD)
     frames = [a for a in frames if len(a) == 16][:12]
@@ -451,7 +451,7 @@ def test_mattersim_finetune_lowers_loss_and_loads(shared_data, tmp_path):
     assert detect_backend(init) == "mattersim"
     summary = finetune(frames[:8], frames[8:], tmp_path / "ms", backend="mattersim", init=str(init), epochs=4,
                        batch_size=4, lr=2e-3, device="cpu", quiet=True)
-    from cscli.finetune.data import read_lcurve
+    from cscli.learn.finetune.data import read_lcurve
 
     curve = read_lcurve(summary["lcurve"])
     assert len(curve["epoch"]) == 4
@@ -478,8 +478,8 @@ def test_mattergen_dataset_csv_roundtrips(tmp_path, reference_phases):
     from pymatgen.core import Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from cscli.errors import DataError
-    from cscli.finetune.mattergen import write_dataset_csv
+    from cscli.core.errors import DataError
+    from cscli.learn.finetune.mattergen import write_dataset_csv
 
     frames = [a.copy() for a in reference_phases[:5]]
     for i, a in enumerate(frames):
@@ -497,7 +497,7 @@ def test_mattergen_dataset_csv_roundtrips(tmp_path, reference_phases):
 
 
 def test_mattergen_without_mattergen_says_so(cli, tmp_path, reference_phases):
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     frames = [a.copy() for a in reference_phases[:6]]
     for a in frames:
@@ -516,7 +516,7 @@ def test_mattergen_without_mattergen_says_so(cli, tmp_path, reference_phases):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("mattergen-finetune") is None, reason="MatterGen is not installed/configured here")
 def test_mattergen_full_finetune(cli, tmp_path, reference_phases):  # pragma: no cover - needs MatterGen
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     frames = [a.copy() for a in reference_phases]
     for i, a in enumerate(frames):
@@ -529,7 +529,7 @@ def test_mattergen_full_finetune(cli, tmp_path, reference_phases):  # pragma: no
 
 def test_mattergen_finetune_uses_the_generate_command_convention(tmp_path, monkeypatch):
     """One configuration for both: finetune runs MatterGen's entry points where generate runs its own."""
-    from cscli.finetune.mattergen import mattergen_command
+    from cscli.learn.finetune.mattergen import mattergen_command
 
     for name in ("mattergen-generate", "mattergen-finetune"):
         exe = tmp_path / name

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from cscli.errors import DataError
-from cscli.frames import (
+from cscli.core.errors import DataError
+from cscli.core.frames import (
     _iter_extxyz_blocks,
     frame_to_text,
     info_json,
@@ -140,8 +140,8 @@ def test_scan_output_trims_a_torn_last_frame(tmp_path):
 def test_info_number_names_the_frame_and_the_fix():
     from ase import Atoms
 
-    from cscli.errors import DataError, FrameError
-    from cscli.frames import info_number
+    from cscli.core.errors import DataError, FrameError
+    from cscli.core.frames import info_number
 
     atoms = Atoms("Li", info={"id": "x1", "e_hull": "0.025", "energy": float("nan"), "bad": "abc"})
     assert info_number(atoms, "e_hull", "run `cscli hull` first") == 0.025

@@ -21,9 +21,9 @@ import sys
 import numpy as np
 import pytest
 
-from cscli.errors import ModelError, UsageError
-from cscli.frames import read_frames
-from cscli.generate import (
+from cscli.core.errors import ModelError, UsageError
+from cscli.core.frames import read_frames
+from cscli.explore.generate import (
     OfflineSettings,
     builtin_motifs,
     charge_balanced,
@@ -223,10 +223,10 @@ def test_motif_compositions_are_charge_balanced():
 
 def test_motif_frames_keep_intact_ps4_units(motif_frames, settings):
     """Each P has exactly four S at the PS4 bond length and no S-S bonds appear between units;
-    cscli.motifs (an independent bond-graph analysis) finds PS4^3- units in every frame."""
+    cscli.screen.motifs (an independent bond-graph analysis) finds PS4^3- units in every frame."""
     from ase.neighborlist import neighbor_list
 
-    from cscli.motifs import analyze
+    from cscli.screen.motifs import analyze
 
     bounds = distance_bounds(LIPS, settings.distance_factor)
     for atoms in motif_frames:
@@ -258,7 +258,7 @@ def test_motif_frames_reproducible_and_symmetric(motif_frames, settings):
 
 def test_motifs_from_a_motifs_catalogue(tmp_path, phase):
     """A catalogue written by `cscli motifs` (P2S7^4- from Li7P3S11) seeds P2S7 units."""
-    from cscli.motifs import Catalogue, analyze
+    from cscli.screen.motifs import Catalogue, analyze
 
     ref = phase("Li7P3S11")
     cat = Catalogue()
@@ -288,9 +288,9 @@ def test_bad_options():
 @pytest.mark.slow
 def test_generated_frames_relax_with_default_model(random_frames, motif_frames):
     """A few FIRE steps with the default force field: finite energies, no collapse, no explosion."""
-    from cscli.frames import min_interatomic_distance
-    from cscli.models import load_calculator
-    from cscli.relax import relax_atoms
+    from cscli.core.frames import min_interatomic_distance
+    from cscli.core.models import load_calculator
+    from cscli.explore.relax import relax_atoms
 
     calc = load_calculator()
     for atoms in random_frames[:2] + motif_frames[:1]:
@@ -350,7 +350,7 @@ def test_cli_generate_pipes_into_relax(cli):
 
 # ----------------------------------------------------------------------------- MatterGen driver
 
-from cscli.mattergen import (  # noqa: E402
+from cscli.explore.mattergen import (  # noqa: E402
     Batch,
     build_csv_to_dataset_argv,
     build_generate_argv,
@@ -406,7 +406,7 @@ def stand_in(tmp_path, reference_phases):
     """A stand-in mattergen-generate plus its structure pool: 3 Li-P-S phases and 1 Li2O (a leak)."""
     from ase.build import bulk
 
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     pool = [reference_phases[i].copy() for i in range(3)]
     li2o = bulk("Li2O", "fluorite", a=4.61)
@@ -599,7 +599,7 @@ def test_dataset_csv_round_trip(tmp_path, reference_phases):
         assert row["chemical_system"] == "-".join(sorted(set(a.get_chemical_symbols())))
     bad = frames[0].copy()
     del bad.info["e_hull"]
-    from cscli.errors import DataError
+    from cscli.core.errors import DataError
 
     with pytest.raises(DataError, match="e_hull"):
         write_dataset_csv([bad], tmp_path / "bad")
@@ -618,7 +618,7 @@ def test_csv_to_dataset_command(cli, tmp_path, reference_phases):
     frames = [a.copy() for a in reference_phases[:4]]
     for a in frames:
         a.info["e_hull"] = 0.0
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     write_frames(frames, str(tmp_path / "lab.extxyz"))
     res = cli("generate", "--make-dataset", tmp_path / "lab.extxyz", "--dataset-dir", tmp_path / "ds",

@@ -22,7 +22,7 @@ def _frame(symbols, energy_per_atom, fid, model=None, a=4.0):
 
 @pytest.fixture
 def li_s_refs(tmp_path):
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     refs = [_frame("Li", -1.9, "Li"), _frame("S", -4.1, "S"), _frame("Li2S", -4.0, "Li2S"),
             _frame("LiS2", -3.0, "LiS2-above")]  # above the Li2S-S tie line
@@ -35,7 +35,7 @@ def test_binary_hull_by_hand(li_s_refs, tmp_path, cli):
     """Li-S: formation energies e_f(Li2S) = -4.0 - (2/3(-1.9) + 1/3(-4.1)) = -1.36667 eV/atom.
     LiS at -3.5 eV/atom: e_f = -0.5; hull at x_S = 1/2 on the Li2S-S line: 3/4 e_f(Li2S) = -1.025;
     E_hull = 0.525 eV/atom, decomposing into 3/4 Li2S + 1/4 S (fractions of atoms)."""
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     cand = [_frame("LiS", -3.5, "LiS"), _frame("Li2S", -4.2, "Li2S-low"), _frame("Li", -1.9, "Li-copy")]
     write_frames(cand, str(tmp_path / "cand.extxyz"))
@@ -58,8 +58,8 @@ def chgnet_refs(tmp_path_factory, reference_phases):
     """Static CHGNet energies of the 16 shipped Li-P-S phases (one consistent model scale)."""
     from chgnet.model import CHGNet
 
-    from cscli.frames import write_frames
-    from cscli.matching import atoms_to_structure
+    from cscli.core.frames import write_frames
+    from cscli.screen.matching import atoms_to_structure
 
     model = CHGNet.load(verbose=False)
     frames = [a.copy() for a in reference_phases]
@@ -77,7 +77,7 @@ def test_ternary_equals_phase_diagram(chgnet_refs, tmp_path, cli):
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
     from pymatgen.core import Composition
 
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     path, refs = chgnet_refs
     rng = np.random.default_rng(1)
@@ -119,7 +119,7 @@ def test_ternary_equals_phase_diagram(chgnet_refs, tmp_path, cli):
 
 
 def test_refs_without_energy_is_a_clear_error(reference_phases, tmp_path, cli):
-    from cscli.datafiles import reference_phases_path
+    from cscli.core.datafiles import reference_phases_path
 
     res = cli("hull", reference_phases_path(), "--refs", reference_phases_path())
     assert res.returncode == 1
@@ -128,7 +128,7 @@ def test_refs_without_energy_is_a_clear_error(reference_phases, tmp_path, cli):
 
 
 def test_refs_missing_an_element(tmp_path, cli):
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     write_frames([_frame("Li", -1.9, "Li"), _frame("Li2S", -4.0, "Li2S")], str(tmp_path / "refs.extxyz"))
     write_frames([_frame("LiS", -3.5, "LiS")], str(tmp_path / "c.extxyz"))
@@ -138,7 +138,7 @@ def test_refs_missing_an_element(tmp_path, cli):
 
 
 def test_element_outside_references_fails_per_frame(li_s_refs, tmp_path, cli):
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     write_frames([_frame("LiS", -3.5, "ok"), _frame("Li3P", -3.3, "has-P"), _frame("S", -4.0, "no-e")],
                  str(tmp_path / "c.extxyz"))
@@ -155,7 +155,7 @@ def test_element_outside_references_fails_per_frame(li_s_refs, tmp_path, cli):
 
 
 def test_mixed_models(tmp_path, cli):
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     refs = [_frame("Li", -1.9, "Li", "chgnet"), _frame("S", -4.1, "S", "chgnet"), _frame("Li2S", -4.0, "Li2S", "chgnet")]
     write_frames(refs, str(tmp_path / "refs.extxyz"))
@@ -174,7 +174,7 @@ def test_lips_hull_close_to_materials_project(chgnet_refs, shared_data, tmp_path
     phases agree, the metastable sulfides are within 0.08 eV/atom (model and cell differences)."""
     import csv
 
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     path, refs = chgnet_refs
     res = cli("hull", path, "--refs", path, "-o", tmp_path / "self.extxyz")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cscli.errors import UsageError
-from cscli.frames import read_frames, write_frames
-from cscli.label import kpoint_mesh
+from cscli.core.errors import UsageError
+from cscli.core.frames import read_frames, write_frames
+from cscli.dft.label import kpoint_mesh
 
 
 def _gpaw_python():
-    from cscli.label import check_gpaw
+    from cscli.dft.label import check_gpaw
 
     try:
         return check_gpaw("/usr/bin/python3")
@@ -39,8 +39,8 @@ def test_mp_mesh_equals_the_vasp_inputs(tmp_path, phase):
     """--reciprocal-density 64 gives GPAW the KPOINTS dft-select --write-vasp writes."""
     from pymatgen.io.vasp import Kpoints
 
-    from cscli.label import mp_kpoint_mesh
-    from cscli.vasp import write_vasp_inputs
+    from cscli.dft.label import mp_kpoint_mesh
+    from cscli.dft.vasp import write_vasp_inputs
 
     frames = [phase(n) for n in ("Li2S", "gamma-Li3PS4", "Li7P3S11")]
     rep = write_vasp_inputs(frames, str(tmp_path / "v"))
@@ -125,7 +125,7 @@ def test_vasp_parameters_as_written_by_ase(tmp_path, phase, monkeypatch):
     from ase.calculators.vasp import Vasp
     from pymatgen.io.vasp import Incar
 
-    from cscli.label import vasp_parameters
+    from cscli.dft.label import vasp_parameters
 
     for sym in ("Li_sv", "P", "S"):  # ASE only locates POTCAR files to write the INCAR
         (tmp_path / "pp" / "potpaw_PBE" / sym).mkdir(parents=True)
@@ -148,7 +148,7 @@ def test_vasp_parameters_as_written_by_ase(tmp_path, phase, monkeypatch):
 @pytest.mark.slow
 def test_mlff_oracle_labels_and_shards(tmp_path, phase, cli):
     """--calculator model: CHGNet numbers equal a direct CHGNet call; marked as an oracle."""
-    pytest.importorskip("cscli.models")
+    pytest.importorskip("cscli.core.models")
     from chgnet.model.dynamics import CHGNetCalculator
 
     frames = []
@@ -164,8 +164,8 @@ def test_mlff_oracle_labels_and_shards(tmp_path, phase, cli):
     outs = read_frames(str(out))
     assert [a.info["id"] for a in outs] == [a.info["id"] for a in frames]
     # shards split the ids without overlap (in-process: one model load)
-    from cscli.label import model_labeller
-    from cscli.stream import Shard, StreamOptions, run_stream
+    from cscli.dft.label import model_labeller
+    from cscli.core.stream import Shard, StreamOptions, run_stream
 
     labeller = model_labeller("chgnet", "cpu")
     shard_ids = []

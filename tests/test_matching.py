@@ -35,7 +35,7 @@ def challenge(bench):
 
 @pytest.fixture(scope="module")
 def prepared(challenge):
-    from cscli.matching import MatchOptions, prepare_many
+    from cscli.screen.matching import MatchOptions, prepare_many
 
     return prepare_many(challenge, MatchOptions(), jobs=1)
 
@@ -43,7 +43,7 @@ def prepared(challenge):
 def test_successive_minima_known_lattices():
     from pymatgen.core import Lattice
 
-    from cscli.matching import successive_minima
+    from cscli.screen.matching import successive_minima
 
     assert successive_minima(Lattice.cubic(3.0).matrix) == pytest.approx((3.0, 3.0, 3.0))
     fcc = Lattice([[0, 2, 2], [2, 0, 2], [2, 2, 0]])  # a = 4: nearest lattice points at a/√2
@@ -58,7 +58,7 @@ def test_successive_minima_against_niggli():
     an independent reference for the enumeration, also on badly skewed bases."""
     from pymatgen.core import Lattice
 
-    from cscli.matching import successive_minima
+    from cscli.screen.matching import successive_minima
 
     rng = np.random.default_rng(3)
     checked = 0
@@ -79,7 +79,7 @@ def test_reduce_once_equals_fit(challenge):
     """fit on reduced structures with skip_structure_reduction=True == fit on the raw structures."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from cscli.matching import MatchOptions, prepare
+    from cscli.screen.matching import MatchOptions, prepare
 
     sm = StructureMatcher()
     rng = np.random.default_rng(0)
@@ -102,7 +102,7 @@ def test_filter_never_drops_a_match(prepared):
     """Every ordered pair that StructureMatcher.fit accepts passes the bucket + lattice filter."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from cscli.matching import MatchOptions, may_match
+    from cscli.screen.matching import MatchOptions, may_match
 
     sm = StructureMatcher()
     opts = MatchOptions()
@@ -131,7 +131,7 @@ def test_lattice_gate_implied_by_pymatgen_lattice_search(prepared):
     a lattice, the gate passes: a stronger check than fit's final answer."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from cscli.matching import MatchOptions, lattice_gate
+    from cscli.screen.matching import MatchOptions, lattice_gate
 
     sm = StructureMatcher()
     opts = MatchOptions()
@@ -184,7 +184,7 @@ def exhaustive(challenge):
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_unique_and_novel_equal_exhaustive(challenge, exhaustive, jobs):
-    from cscli.matching import MatchOptions, find_duplicates, find_in_references, prepare_many
+    from cscli.screen.matching import MatchOptions, find_duplicates, find_in_references, prepare_many
 
     expected_dup, expected_hit = exhaustive
     frames, refs = challenge[:100], challenge[100:]
@@ -204,7 +204,7 @@ def test_other_options_never_drop_a_match(challenge, kw):
     """Non-default options (tighter, looser, no volume scaling): the filter still never drops a match."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from cscli.matching import MatchOptions, may_match, prepare_many
+    from cscli.screen.matching import MatchOptions, may_match, prepare_many
 
     opts = MatchOptions(**kw)
     sm = opts.matcher()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cscli.errors import ModelError, UsageError
-from cscli.models import DEFAULT_MODEL, describe_models, detect_backend, resolve_model
+from cscli.core.errors import ModelError, UsageError
+from cscli.core.models import DEFAULT_MODEL, describe_models, detect_backend, resolve_model
 
 
 def test_named_models_resolve_without_loading():

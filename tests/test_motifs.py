@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from cscli.motifs import (
+from cscli.screen.motifs import (
     Catalogue,
     MotifSettings,
     analyze,
@@ -345,7 +345,7 @@ def test_cutoff_override_and_exclude(phase):
     assert (m.name, m.count, m.dimensionality) == ("(PS3)n^3n-", 2, 1)
     assert larsen_dimensionality(atoms, settings) == 1
     assert parse_cutoffs(["S-P=2.4", "P-P=3"]) == {("P", "S"): 2.4, ("P", "P"): 3.0}
-    from cscli.errors import UsageError
+    from cscli.core.errors import UsageError
 
     for bad in ("PS=2", "P-Xx=2", "P-S=-1"):
         with pytest.raises(UsageError):
@@ -360,7 +360,7 @@ def test_cutoff_override_and_exclude(phase):
 
 
 def test_tag_frame_roundtrip(phase, tmp_path):
-    from cscli.frames import info_json, read_frames, write_frames
+    from cscli.core.frames import info_json, read_frames, write_frames
 
     frames = [tag_frame(phase(n), analyze(phase(n))) for n in ("Li7P3S11", "Li")]
     for ext in ("extxyz", "jsonl"):
@@ -395,7 +395,7 @@ def test_catalogue_merges_and_flags_new(phase, tmp_path):
 
 
 def _write(frames, path):
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     write_frames(frames, str(path))
     return str(path)
@@ -404,7 +404,7 @@ def _write(frames, path):
 def test_cli_catalogue_across_iterations(cli, phase, tmp_path):
     from ase.io import read
 
-    from cscli.frames import info_json
+    from cscli.core.frames import info_json
 
     first = _write([phase("beta-Li3PS4"), phase("S")], tmp_path / "it0.extxyz")
     second = _write([phase("Li7P3S11"), phase("gamma-Li3PS4")], tmp_path / "it1.extxyz")
@@ -459,7 +459,7 @@ def test_cli_usage_errors(cli, phase, tmp_path):
 
 def test_fingerprint_anion_framework(phase):
     """gamma-Li3PS4 without Li: 8 terminal S (CN 1) and 2 tetrahedral P (CN 4) out of 10 sites."""
-    from cscli.fingerprints import fingerprint_labels, structure_fingerprint
+    from cscli.screen.fingerprints import fingerprint_labels, structure_fingerprint
 
     labels = fingerprint_labels()
     fp = structure_fingerprint(phase("gamma-Li3PS4"))
@@ -476,7 +476,7 @@ def test_fingerprint_is_matminer_site_mean(phase):
     from matminer.featurizers.site import CrystalNNFingerprint
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from cscli.fingerprints import structure_fingerprint
+    from cscli.screen.fingerprints import structure_fingerprint
 
     atoms = phase("Li2S")
     s = AseAtomsAdaptor.get_structure(atoms)
@@ -489,7 +489,7 @@ def test_fingerprint_is_matminer_site_mean(phase):
 
 def test_map_separates_two_phases(phase, tmp_path):
     """Perturbed copies of two phases: each point's nearest map neighbour is a copy of its own phase."""
-    from cscli.fingerprints import fingerprint_map, frame_fingerprint
+    from cscli.screen.fingerprints import fingerprint_map, frame_fingerprint
 
     rng = np.random.default_rng(0)
     frames, labels = [], []
@@ -596,7 +596,7 @@ def test_disulfide_linked_chain_is_ps4_n():
 def test_catalogue_accepts_iterations_read_from_extxyz(tmp_path, phase):
     """Regression: `generate` frames carry iteration=0, which extxyz reads back as a numpy integer."""
     from conftest import run_cli
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     atoms = phase("gamma-Li3PS4")
     atoms.info["iteration"] = 0

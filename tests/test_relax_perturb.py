@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from cscli.frames import read_frames, write_frames
-from cscli.models import DEFAULT_MODEL, load_calculator
-from cscli.perturb import mean_spacing, perturb_frame
-from cscli.relax import relax_atoms
+from cscli.core.frames import read_frames, write_frames
+from cscli.core.models import DEFAULT_MODEL, load_calculator
+from cscli.explore.perturb import mean_spacing, perturb_frame
+from cscli.explore.relax import relax_atoms
 from conftest import run_cli
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from slurm_cluster import TEST_ONLY_OK, cluster_env, sbatch, sbatch_test_only
 
-from cscli.frames import read_frames, write_frames
-from cscli.stream import shard_of
+from cscli.core.frames import read_frames, write_frames
+from cscli.core.stream import shard_of
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (REPO / "examples").iterdir()

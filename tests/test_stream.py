@@ -12,9 +12,9 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 
-from cscli.errors import DataError, UsageError
-from cscli.frames import read_frames, write_frames
-from cscli.stream import StreamOptions, finish, parse_shard, run_stream, shard_of
+from cscli.core.errors import DataError, UsageError
+from cscli.core.frames import read_frames, write_frames
+from cscli.core.stream import StreamOptions, finish, parse_shard, run_stream, shard_of
 from conftest import REPO, run_cli
 
 
@@ -35,7 +35,7 @@ def test_shards_partition_ids_deterministically():
     assert sum(len(p) for p in parts) == len(ids)
     assert all(150 < len(p) < 350 for p in parts)  # a hash split, not all in one shard
     # independent of order and of the Python process (no PYTHONHASHSEED dependence)
-    out = subprocess.run([sys.executable, "-c", "from cscli.stream import shard_of; print(shard_of('gen-7', 4))"],
+    out = subprocess.run([sys.executable, "-c", "from cscli.core.stream import shard_of; print(shard_of('gen-7', 4))"],
                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)})
     assert int(out.stdout) == shard_of("gen-7", 4)
 
@@ -84,7 +84,7 @@ class NaNForLargeCells(Calculator):
 
 
 def test_failing_frame_is_reported_and_run_goes_on(tmp_path, capsys):
-    from cscli.relax import store_results
+    from cscli.explore.relax import store_results
 
     frames = li_frames(3)  # li1 (a=3.441) fails
     out, failed = tmp_path / "out.extxyz", tmp_path / "failed.extxyz"

@@ -12,7 +12,7 @@ import pytest
 def batch(tmp_path_factory, reference_phases):
     """References: 4 phases. Frames: rattled/rotated/supercell copies of them (not novel),
     copies of 2 phases absent from the references (novel), repeated (not unique), with e_hull set."""
-    from cscli.frames import write_frames
+    from cscli.core.frames import write_frames
 
     by = {a.info["phase"]: a for a in reference_phases}
     ref_names = ["Li2S", "gamma-Li3PS4", "Li3P", "Li4P2S6"]
@@ -37,7 +37,7 @@ def batch(tmp_path_factory, reference_phases):
 
 
 def test_flags_and_summary(batch, cli):
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     tmp, frames, refs = batch
     res = cli("sun-filter", tmp / "frames.extxyz", "--refs", tmp / "refs.extxyz", "-o", tmp / "out.extxyz",
@@ -67,8 +67,8 @@ def test_decisions_equal_plain_structure_matcher(batch, cli):
     """The same flags from pymatgen StructureMatcher().fit used naively, MatterGen's way."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from cscli.frames import read_frames
-    from cscli.matching import atoms_to_structure
+    from cscli.core.frames import read_frames
+    from cscli.screen.matching import atoms_to_structure
 
     tmp, frames, refs = batch
     res = cli("sun-filter", tmp / "frames.extxyz", "--refs", tmp / "refs.extxyz", "-o", tmp / "o.extxyz", "-j", "1")
@@ -88,7 +88,7 @@ def test_decisions_equal_plain_structure_matcher(batch, cli):
 
 
 def test_only_sun_and_stdin(batch, cli):
-    from cscli.frames import read_frames
+    from cscli.core.frames import read_frames
 
     tmp, frames, refs = batch
     text = (tmp / "frames.extxyz").read_text()
@@ -100,7 +100,7 @@ def test_only_sun_and_stdin(batch, cli):
 
 
 def test_missing_e_hull(batch, cli, reference_phases):
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     tmp, frames, refs = batch
     stripped = [a.copy() for a in frames[:3]]
@@ -127,7 +127,7 @@ def test_missing_e_hull(batch, cli, reference_phases):
 
 def test_e_hull_from_references_with_energies(tmp_path, cli, reference_phases):
     """Frames without e_hull get it from --refs that carry energies (same numbers as cscli hull)."""
-    from cscli.frames import read_frames, write_frames
+    from cscli.core.frames import read_frames, write_frames
 
     energies = {"Li": -1.9, "S": -4.1, "P": -5.2, "Li2S": -4.1, "gamma-Li3PS4": -4.6}
     refs = []

@@ -39,10 +39,10 @@ def command(dirs, output, output_format, per_run, all_steps, seed, require_conve
     import json
     from collections import Counter
 
-    from cscli.errors import DataError
-    from cscli.frames import FrameWriter
-    from cscli.stream import add_history
-    from cscli.vasp import collect_runs, find_run_dirs, parse_per_run
+    from cscli.core.errors import DataError
+    from cscli.core.frames import FrameWriter
+    from cscli.core.stream import add_history
+    from cscli.dft.vasp import collect_runs, find_run_dirs, parse_per_run
 
     lo_hi = parse_per_run(per_run)
     folders = find_run_dirs(dirs)

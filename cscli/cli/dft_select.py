@@ -41,10 +41,10 @@ def command(inputs, output, input_format, output_format, bins, method, fingerpri
         cscli dft-select sun.extxyz --seed 0 -o dft.extxyz --write-vasp vasp/
     """
     from cscli.cli.options import input_frames
-    from cscli.dft_select import DEFAULT_BINS, bin_label, parse_bins, select
-    from cscli.errors import DataError
-    from cscli.frames import write_frames
-    from cscli.stream import add_history
+    from cscli.dft.dft_select import DEFAULT_BINS, bin_label, parse_bins, select
+    from cscli.core.errors import DataError
+    from cscli.core.frames import write_frames
+    from cscli.core.stream import add_history
 
     bin_list = parse_bins(bins) if bins else DEFAULT_BINS
     incar = _parse_incar(incar_extra)
@@ -66,7 +66,7 @@ def command(inputs, output, input_format, output_format, bins, method, fingerpri
         click.echo(f"cscli dft-select: {len(picked)} of {len(frames)} frames selected; " + "; ".join(parts)
                    + (f"; {outside} outside all bins" if outside else ""), err=True)
     if write_vasp:
-        from cscli.vasp import POTCAR_MESSAGE, SBATCH_NAME, write_vasp_inputs
+        from cscli.dft.vasp import POTCAR_MESSAGE, SBATCH_NAME, write_vasp_inputs
 
         slurm = {"time": slurm_time, "ntasks": slurm_ntasks, "max_parallel": slurm_max_parallel,
                  "extra": list(sbatch_extra)}
@@ -79,7 +79,7 @@ def command(inputs, output, input_format, output_format, bins, method, fingerpri
 
 
 def _parse_incar(items):
-    from cscli.errors import UsageError
+    from cscli.core.errors import UsageError
 
     out = {}
     for item in items:

@@ -44,10 +44,10 @@ def command(inputs, output, input_format, output_format, train_path, n_select, s
     import json
     import sys
 
-    from cscli.entropy import entropy_select, plot_report
-    from cscli.errors import DataError, UsageError
-    from cscli.frames import FrameWriter, iter_frames
-    from cscli.stream import add_history
+    from cscli.learn.entropy import entropy_select, plot_report
+    from cscli.core.errors import DataError, UsageError
+    from cscli.core.frames import FrameWriter, iter_frames
+    from cscli.core.stream import add_history
 
     if strategy == "rank" and n_select is None and min_dh is None:
         raise UsageError("--strategy rank needs -n or --min-dh")

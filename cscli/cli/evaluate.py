@@ -31,10 +31,10 @@ def command(inputs, input_format, model, device, report_path, plot_path, no_per_
     import json
     import sys
 
-    from cscli.errors import DataError
-    from cscli.evaluate import evaluate_model, plot_parity, summary_lines
-    from cscli.frames import data_stdout
-    from cscli.models import load_calculator
+    from cscli.core.errors import DataError
+    from cscli.learn.evaluate import evaluate_model, plot_parity, summary_lines
+    from cscli.core.frames import data_stdout
+    from cscli.core.models import load_calculator
 
     frames = input_frames(inputs, input_format)  # a missing input fails before the model loads
     calc = load_calculator(model, device=device)

@@ -65,16 +65,16 @@ def command(inputs, output, backend, input_format, valid_file, valid_fraction, i
     import sys
 
     from cscli.cli.options import input_frames
-    from cscli.errors import DataError, UsageError
-    from cscli.finetune import finetune
-    from cscli.finetune.data import split_frames
+    from cscli.core.errors import DataError, UsageError
+    from cscli.learn.finetune import finetune
+    from cscli.learn.finetune.data import split_frames
 
     seed = 0 if seed is None else seed
     frames = list(input_frames(inputs, input_format))
     if not frames:
         raise DataError("no frames in input")
     if valid_file:
-        from cscli.frames import read_frames
+        from cscli.core.frames import read_frames
 
         train, valid = frames, read_frames(valid_file, input_format)
         if not valid:
@@ -84,7 +84,7 @@ def command(inputs, output, backend, input_format, valid_file, valid_fraction, i
 
     options: dict = {"seed": seed, "device": device}
     if backend == "deepmd":
-        from cscli.finetune.deepmd import Schedule, load_config, parse_prefactors
+        from cscli.learn.finetune.deepmd import Schedule, load_config, parse_prefactors
 
         schedule = Schedule(epochs=epochs, steps=steps,
                             batch_size=batch_size or "auto", start_lr=1e-3 if start_lr is None else start_lr,
@@ -113,6 +113,6 @@ def command(inputs, output, backend, input_format, valid_file, valid_fraction, i
                           if isinstance(final.get(k), float) and final[k] == final[k])  # skip nan
         print(f"cscli finetune: {backend} model {summary['model']} ({summary['n_train']} train / "
               f"{summary['n_valid']} valid frames){'; ' + shown if shown else ''}", file=sys.stderr)
-    from cscli.frames import data_stdout
+    from cscli.core.frames import data_stdout
 
     print(summary["model"], file=data_stdout(), flush=True)

@@ -84,15 +84,15 @@ def command(backend, chemical_system, num, seed, iteration, output, output_forma
       cscli generate --backend mattergen -s Li-P-S --e-hull 0,0.03,0.06 -n 64 -o mg.extxyz
       cscli generate --make-dataset labelled.extxyz --dataset-dir mg_data --dataset-name lips
     """
-    from cscli.errors import UsageError
+    from cscli.core.errors import UsageError
 
     if make_dataset:
         return _make_dataset(make_dataset, dataset_dir, dataset_name, cache_folder, val_fraction, seed, csv_only,
                              mattergen_cmd, csv_to_dataset_cmd, quiet)
     if not chemical_system:
         raise UsageError("--chemical-system is required, e.g. -s Li-P-S")
-    from cscli.frames import claim_stdout
-    from cscli.generate import parse_chemical_system
+    from cscli.core.frames import claim_stdout
+    from cscli.explore.generate import parse_chemical_system
 
     claim_stdout()  # stdout carries frames only: any print from pyxtal or MatterGen's wrappers goes to stderr
 
@@ -100,7 +100,7 @@ def command(backend, chemical_system, num, seed, iteration, output, output_forma
     if backend == "auto":
         import shutil
 
-        from cscli.mattergen import resolve_command
+        from cscli.explore.mattergen import resolve_command
 
         backend = "mattergen" if shutil.which(resolve_command(mattergen_cmd)[0]) else "random"
         if not quiet:
@@ -114,7 +114,7 @@ def command(backend, chemical_system, num, seed, iteration, output, output_forma
 
 
 def _writer_and_done(output, output_format, no_resume):
-    from cscli.frames import FrameWriter, scan_output
+    from cscli.core.frames import FrameWriter, scan_output
 
     to_file = output != "-"
     done = scan_output(output, output_format) if to_file and not no_resume else set()
@@ -127,10 +127,10 @@ def _offline(backend, elements, num, seed, iteration, output, output_format, no_
              motif_names, anion_distance):
     import time
 
-    from cscli.errors import DataError
-    from cscli.frames import read_frames, remove_if_empty
-    from cscli.generate import OfflineSettings, generate_offline, load_motifs, parse_spacegroups
-    from cscli.stream import add_history
+    from cscli.core.errors import DataError
+    from cscli.core.frames import read_frames, remove_if_empty
+    from cscli.explore.generate import OfflineSettings, generate_offline, load_motifs, parse_spacegroups
+    from cscli.core.stream import add_history
 
     if seed is None:
         import secrets
@@ -189,10 +189,10 @@ def _mattergen(elements, num, seed, iteration, output, output_format, no_resume,
                batch_size, guidance, model_path, pretrained_name, work_dir, keep_outside):
     import tempfile
 
-    from cscli.frames import remove_if_empty
-    from cscli.generate import chemical_system_key
-    from cscli.mattergen import MatterGenRun, check_checkpoint, check_program, resolve_command
-    from cscli.stream import add_history
+    from cscli.core.frames import remove_if_empty
+    from cscli.explore.generate import chemical_system_key
+    from cscli.explore.mattergen import MatterGenRun, check_checkpoint, check_program, resolve_command
+    from cscli.core.stream import add_history
 
     cmd = resolve_command(mattergen_cmd)
     check_program(cmd)
@@ -236,15 +236,15 @@ def _make_dataset(frames_path, dataset_dir, dataset_name, cache_folder, val_frac
                   csv_to_dataset_cmd, quiet):
     from pathlib import Path
 
-    from cscli.errors import UsageError
-    from cscli.frames import iter_frames
-    from cscli.mattergen import csv_to_dataset_command, resolve_command, run_csv_to_dataset, write_dataset_csv
+    from cscli.core.errors import UsageError
+    from cscli.core.frames import iter_frames
+    from cscli.explore.mattergen import csv_to_dataset_command, resolve_command, run_csv_to_dataset, write_dataset_csv
 
     if not dataset_dir:
         raise UsageError("--make-dataset needs --dataset-dir DIR for train.csv and val.csv")
     command = None
     if not csv_only:  # fail before writing anything when the program is missing
-        from cscli.mattergen import check_program
+        from cscli.explore.mattergen import check_program
 
         command = csv_to_dataset_command(resolve_command(mattergen_cmd), csv_to_dataset_cmd)
         check_program(command, "MatterGen csv-to-dataset")

@@ -29,8 +29,8 @@ def command(frames, settings, refs, refs_format, allow_mixed_models):
     """
     import sys
 
-    from cscli.hull import Hull, read_refs
-    from cscli.stream import add_history, finish, run_stream
+    from cscli.screen.hull import Hull, read_refs
+    from cscli.core.stream import add_history, finish, run_stream
 
     hull = Hull.from_frames(read_refs(refs, refs_format), allow_mixed=allow_mixed_models)
     if not settings.quiet:

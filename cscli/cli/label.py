@@ -48,8 +48,8 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, reci
 
         cscli label perturbed.extxyz --ecut 500 --kpt-density 4 -o labelled.extxyz --shard auto
     """
-    from cscli import label as lib
-    from cscli.stream import add_history, finish, run_stream
+    from cscli.dft import label as lib
+    from cscli.core.stream import add_history, finish, run_stream
 
     if calculator == "gpaw":
         opts = lib.GpawSettings(ecut=ecut, kpt_density=kpt_density, reciprocal_density=reciprocal_density, xc=xc, smearing=smearing, width=width,
@@ -77,7 +77,7 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, reci
 def _parse_opts(items):
     import json
 
-    from cscli.errors import UsageError
+    from cscli.core.errors import UsageError
 
     out = {}
     for item in items:

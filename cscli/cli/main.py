@@ -64,7 +64,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        from cscli.errors import CscliError
+        from cscli.core.errors import CscliError
 
         try:
             return super().invoke(ctx)

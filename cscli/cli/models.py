@@ -9,8 +9,8 @@ def command(as_json):
     """List model names, backends, weight locations and whether each is usable here."""
     import json
 
-    from cscli.frames import data_stdout
-    from cscli.models import describe_models
+    from cscli.core.frames import data_stdout
+    from cscli.core.models import describe_models
 
     rows = describe_models()
     out = data_stdout()

@@ -36,9 +36,9 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
 
         cscli motifs relaxed.extxyz --catalogue cat.jsonl > tagged.extxyz
     """
-    from cscli.errors import UsageError
-    from cscli.motifs import Catalogue, MotifSettings, analyze, dominant_motif, export_cluster, format_table, tag_frame
-    from cscli.stream import add_history, finish, run_stream
+    from cscli.core.errors import UsageError
+    from cscli.screen.motifs import Catalogue, MotifSettings, analyze, dominant_motif, export_cluster, format_table, tag_frame
+    from cscli.core.stream import add_history, finish, run_stream
 
     excl = tuple(s.strip() for s in exclude.split(",") if s.strip())
     from ase.data import atomic_numbers
@@ -66,7 +66,7 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
                     export_cluster(m, export_dir)
                     exported.add(m.hash)
         if map_path:
-            from cscli.fingerprints import frame_fingerprint
+            from cscli.screen.fingerprints import frame_fingerprint
 
             fp = frame_fingerprint(atoms, remove)
             label = dominant_motif(motifs) if color_by == "motif" else atoms.info.get("iteration", "unknown")
@@ -86,7 +86,7 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
         with open(summary, "w", encoding="utf-8") as fh:
             fh.write(format_table(rows, sep="\t"))
     if map_path and fp_rows:
-        from cscli.fingerprints import fingerprint_map
+        from cscli.screen.fingerprints import fingerprint_map
 
         ids, fps, labels = zip(*fp_rows)
         fingerprint_map(list(fps), list(labels), map_path, color_by=color_by, seed=seed, ids=list(ids))
@@ -104,8 +104,8 @@ def _merge_unrecorded_output(cat, settings, msettings) -> None:
     the end): merge them now, since the resumed run skips them."""
     from pathlib import Path
 
-    from cscli.frames import iter_frames, scan_output
-    from cscli.motifs import analyze
+    from cscli.core.frames import iter_frames, scan_output
+    from cscli.screen.motifs import analyze
 
     if settings.output in (None, "-") or not Path(settings.output).is_file():
         return

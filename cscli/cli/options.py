@@ -18,8 +18,8 @@ class ShardType(click.ParamType):
     def convert(self, value, param, ctx):
         if value is None or not isinstance(value, str):
             return value
-        from cscli.errors import UsageError
-        from cscli.stream import parse_shard
+        from cscli.core.errors import UsageError
+        from cscli.core.stream import parse_shard
 
         try:
             return parse_shard(value)
@@ -90,8 +90,8 @@ def seed_option(func):
 
 def stream_settings(command: str, output, output_format, shard, failed, no_resume, quiet, check=True, min_distance=0.5):
     """Build StreamOptions from the shared options' values."""
-    from cscli.frames import claim_stdout
-    from cscli.stream import StreamOptions
+    from cscli.core.frames import claim_stdout
+    from cscli.core.stream import StreamOptions
 
     claim_stdout()
     return StreamOptions(output=output, output_format=output_format, shard=shard, failed=failed,
@@ -103,9 +103,9 @@ def input_frames(inputs, input_format):
     """Frames of all inputs (stdin when none), streamed, with unique ids enforced."""
     from pathlib import Path
 
-    from cscli.errors import DataError
-    from cscli.frames import claim_stdout, iter_many
-    from cscli.stream import iter_unique_ids
+    from cscli.core.errors import DataError
+    from cscli.core.frames import claim_stdout, iter_many
+    from cscli.core.stream import iter_unique_ids
 
     claim_stdout()
     # fail on a missing input before the command loads a model or starts work (reading is lazy)

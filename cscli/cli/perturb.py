@@ -27,8 +27,8 @@ def command(frames, settings, copies, sigma, strain, min_distance, seed):
     Example:
       cscli relax refs.extxyz | cscli perturb -n 3 --seed 1 > perturbed.extxyz
     """
-    from cscli.perturb import copy_ids, perturb_frame
-    from cscli.stream import add_history, finish, run_stream
+    from cscli.explore.perturb import copy_ids, perturb_frame
+    from cscli.core.stream import add_history, finish, run_stream
 
     def process(atoms):
         out = perturb_frame(atoms, copies, seed=seed, sigma_rel=sigma, strain=strain, min_distance=min_distance)

@@ -27,9 +27,9 @@ def command(frames, settings, model, device, fmax, steps, optimizer, fix_cell, p
     """
     from pathlib import Path
 
-    from cscli.models import load_calculator
-    from cscli.relax import relax_atoms
-    from cscli.stream import add_history, finish, run_stream
+    from cscli.core.models import load_calculator
+    from cscli.explore.relax import relax_atoms
+    from cscli.core.stream import add_history, finish, run_stream
 
     calc = load_calculator(model, device)
     if trajectory_dir:

@@ -50,13 +50,13 @@ def command(inputs, output, input_format, output_format, refs, refs_format, e_hu
     import sys
 
     from cscli.cli.options import input_frames
-    from cscli.datafiles import reference_phases_path
-    from cscli.errors import CscliError, DataError, UsageError
-    from cscli.frames import FrameWriter, read_frames
-    from cscli.hull import Hull, read_refs
-    from cscli.matching import MatchOptions, atoms_to_structure, default_jobs
-    from cscli.stream import add_history
-    from cscli.sun import e_hull_of, format_summary, sun_flags
+    from cscli.core.datafiles import reference_phases_path
+    from cscli.core.errors import CscliError, DataError, UsageError
+    from cscli.core.frames import FrameWriter, read_frames
+    from cscli.screen.hull import Hull, read_refs
+    from cscli.screen.matching import MatchOptions, atoms_to_structure, default_jobs
+    from cscli.core.stream import add_history
+    from cscli.screen.sun import e_hull_of, format_summary, sun_flags
 
     if e_hull_max != e_hull_max:
         raise UsageError("--e-hull-max must be a number")

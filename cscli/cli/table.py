@@ -14,9 +14,9 @@ def command(inputs, keys, tsv, input_format):
     """Tabulate frames: info keys plus derived columns formula, reduced_formula, natoms,
     volume_per_atom and fmax. Keys absent from every frame are dropped from the default set."""
     from cscli.cli.options import input_frames
-    from cscli.errors import DataError
-    from cscli.frames import data_stdout
-    from cscli.table import DEFAULT_KEYS, frame_value, render, table_rows
+    from cscli.core.errors import DataError
+    from cscli.core.frames import data_stdout
+    from cscli.core.table import DEFAULT_KEYS, frame_value, render, table_rows
 
     frames = list(input_frames(inputs, input_format))
     if not frames:

@@ -1,0 +1,575 @@
+"""Frame streams: the one place where cscli reads and writes structures.
+
+A *frame* is an :class:`ase.Atoms` whose ``info`` and ``arrays`` carry everything cscli knows about
+it. Frames travel between commands as extended XYZ (ASE's ``extxyz``) or JSON lines, through files
+or stdin/stdout (``-``). Readers stream: one frame is parsed at a time, so a 100k-frame file is
+never held in memory by a command that does not need it.
+
+Frame schema (keys in ``atoms.info`` unless marked *arrays*)
+-------------------------------------------------------------
+Identity and provenance
+    ``id``              stable identifier; kept if present, else ``<file stem>-<index>``
+                        (``stdin-<index>`` for standard input)
+    ``parent_id``       id of the frame this one was derived from (perturb, collect)
+    ``source``          file the frame was first read from
+    ``iteration``       exploration-loop iteration that produced the frame
+    ``history``         ``;``-separated list of the cscli commands applied, e.g. ``relax(chgnet)``
+Energies and forces (eV, Å; stress in eV/Å³, Voigt order xx yy zz yz xz xy, ASE sign convention)
+    ``energy``          total energy;  ``energy_per_atom``
+    ``forces``          *arrays*, (N, 3)
+    ``stress``          6 numbers
+    ``model``           model that produced ``energy``/``forces`` (e.g. ``chgnet-0.3.0``)
+    ``label_method``    how the labels were made: ``dft-vasp``, ``dft-gpaw``, ``mlff-oracle:<model>``
+relax
+    ``relax_converged`` bool; ``relax_steps``; ``relax_fmax`` final max force (eV/Å);
+    ``relax_optimizer``; ``relax_cell_filter`` (``frechet`` or ``fixed``)
+perturb
+    ``perturb_sigma``   displacement standard deviation used (Å); ``perturb_sigma_rel`` (in units
+                        of a = (V/N)^(1/3)); ``perturb_strain`` largest principal strain; ``perturb_seed``
+generate
+    ``generator``, ``chemical_system``, ``generate_seed``, ``spacegroup_target``, ``formula_units``,
+    ``generate_attempts``, ``seed_motifs`` (motif backend, e.g. ``PS4:4;S:2``); MatterGen:
+    ``e_hull_target``, ``batch``, ``guidance``, ``mattergen_model``, ``outside_system``
+hull and sun-filter
+    ``e_hull`` (eV/atom), ``e_form_per_atom``, ``decomposition`` (JSON string: formula → fraction),
+    ``is_stable``, ``is_unique``, ``is_novel``, ``is_sun``, ``duplicate_of``, ``matches_reference``
+dft-select, collect, label
+    ``dft_bin`` (E_hull bin label); ``vasp_dir``, ``vasp_step``, ``vasp_n_steps``,
+    ``vasp_scf_converged``, ``vasp_relax_converged`` (collect); ``label_settings`` (JSON string of
+    the DFT settings), ``label_scf_iterations`` (label)
+motifs
+    ``motifs`` (JSON string: list of {hash, name, count}), ``motif_names`` (plain string),
+    ``motif_charge_balance`` (sum of unit charges plus nominal cation charges; 0 = balanced),
+    ``fingerprint``, ``fingerprint_kind`` (with ``--map``)
+entropy-select
+    ``delta_entropy`` (nats), ``entropy_select_step`` (1-based order of selection)
+failures
+    ``error``           message, on frames written to ``--failed``
+
+Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
+read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives
+``atoms.get_potential_energy()`` because ASE turns those keys back into a calculator.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from cscli.core.errors import DataError, FrameError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ase import Atoms
+
+STREAM_FORMATS = ("extxyz", "jsonl")
+INPUT_ONLY_FORMATS = ("cif", "poscar")
+_EXTENSIONS = {
+    ".extxyz": "extxyz",
+    ".xyz": "extxyz",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".cif": "cif",
+    ".vasp": "poscar",
+    ".poscar": "poscar",
+}
+CALC_INFO_KEYS = ("energy", "free_energy", "stress")
+CALC_ARRAY_KEYS = ("forces",)
+DEFAULT_MIN_DISTANCE = 0.5  # Å; closer atoms mean a broken structure, not chemistry
+
+
+def format_from_path(path: str) -> str | None:
+    """Format implied by a file name, or None when the name says nothing."""
+    name = Path(path).name
+    lower = name.lower()
+    if lower.endswith(".gz"):
+        raise UsageError(f"{path}: compressed files are not read directly; pipe them: zcat {path} | cscli ...")
+    if lower in ("poscar", "contcar") or lower.startswith(("poscar", "contcar")):
+        return "poscar"
+    return _EXTENSIONS.get(Path(lower).suffix)
+
+
+def sniff_format(first_line: str) -> str | None:
+    """Guess a stream's format from its first non-blank line."""
+    stripped = first_line.strip()
+    if stripped.startswith("{"):
+        return "jsonl"
+    if stripped.isdigit():
+        return "extxyz"
+    if stripped.lower().startswith("data_") or stripped.startswith("#"):
+        return "cif"
+    return None
+
+
+# ----------------------------------------------------------------------------- conversion helpers
+
+
+def _to_builtin(value):
+    """Numpy scalars/arrays → JSON-friendly Python objects."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _to_builtin(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_builtin(v) for v in value]
+    return value
+
+
+to_builtin = _to_builtin  # public name for modules that write JSON from frame values
+
+
+def absorb_calculator_results(atoms: Atoms) -> Atoms:
+    """Move results held by ``atoms.calc`` into ``info``/``arrays`` and drop the calculator."""
+    import numpy as np
+
+    calc = atoms.calc
+    if calc is None:
+        return atoms
+    results = getattr(calc, "results", {}) or {}
+    for key in CALC_INFO_KEYS:
+        if key in results and results[key] is not None:
+            value = np.asarray(results[key], dtype=float)
+            if key == "stress" and value.shape == (3, 3):
+                from ase.stress import full_3x3_to_voigt_6_stress
+
+                value = full_3x3_to_voigt_6_stress(value)
+            atoms.info[key] = float(value) if value.ndim == 0 else value
+    for key in CALC_ARRAY_KEYS:
+        if key in results and results[key] is not None:
+            atoms.arrays[key] = np.asarray(results[key], dtype=float).reshape(len(atoms), 3)
+    atoms.calc = None
+    return atoms
+
+
+def frame_to_dict(atoms: Atoms) -> dict:
+    """One JSON-lines record: structure plus ``info`` and per-atom ``arrays``."""
+    skip_arrays = {"numbers", "positions"}
+    return {
+        "symbols": atoms.get_chemical_symbols(),
+        "positions": _to_builtin(atoms.positions),
+        "cell": _to_builtin(atoms.cell.array),
+        "pbc": [bool(p) for p in atoms.pbc],
+        "info": _to_builtin(dict(atoms.info)),
+        "arrays": {k: _to_builtin(v) for k, v in atoms.arrays.items() if k not in skip_arrays},
+    }
+
+
+def frame_from_dict(record: dict) -> Atoms:
+    """Inverse of :func:`frame_to_dict`; also accepts a pymatgen ``Structure.as_dict()``."""
+    import numpy as np
+    from ase import Atoms
+
+    if record.get("@class") == "Structure":
+        from pymatgen.core import Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(record))
+        atoms.info.update(record.get("properties", {}) or {})
+        return atoms
+    try:
+        symbols = record["symbols"] if "symbols" in record else record["numbers"]
+        positions = record["positions"]
+    except KeyError as exc:
+        raise DataError(f"JSON frame lacks required key {exc.args[0]!r} (needs symbols or numbers, and positions)") from None
+    try:
+        atoms = Atoms(symbols=symbols, positions=positions, cell=record.get("cell"), pbc=record.get("pbc", False))
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"JSON frame is not a valid structure: {_exc_text(exc)}") from None
+    atoms.info.update(record.get("info", {}) or {})
+    for key, value in (record.get("arrays") or {}).items():
+        arr = np.asarray(value)
+        if len(arr) != len(atoms):
+            raise DataError(f"JSON frame array {key!r} has {len(arr)} rows for {len(atoms)} atoms")
+        atoms.arrays[key] = arr
+    return atoms
+
+
+def _exc_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    if not text:
+        return type(exc).__name__
+    if isinstance(exc, KeyError):
+        return f"unknown element or key {text[0]}"
+    return text[0]
+
+
+# ----------------------------------------------------------------------------- streaming parsers
+
+
+def _iter_extxyz_blocks(lines: Iterator[str], where: str) -> Iterator[tuple[str, int]]:
+    """Split an extended-XYZ line stream into per-frame text blocks without seeking."""
+    lineno = 0
+    for line in lines:
+        lineno += 1
+        if not line.strip():
+            continue
+        start = lineno
+        try:
+            natoms = int(line.strip())
+        except ValueError:
+            raise DataError(f"{where}:{lineno}: expected an atom count, got {line.strip()[:60]!r}") from None
+        block = [line]
+        for _ in range(natoms + 1):
+            nxt = next(lines, None)
+            if nxt is None:
+                raise DataError(f"{where}:{start}: frame truncated (expected {natoms} atoms)")
+            lineno += 1
+            block.append(nxt)
+        yield "".join(block), start
+
+
+def _parse_extxyz_block(block: str, where: str, lineno: int) -> Atoms:
+    from ase.io.extxyz import read_xyz
+
+    try:
+        atoms = next(read_xyz(io.StringIO(block), index=0))
+    except StopIteration:
+        raise DataError(f"{where}:{lineno}: empty frame") from None
+    except Exception as exc:  # ASE raises many types for bad text
+        raise DataError(f"{where}:{lineno}: malformed extxyz frame: {_exc_text(exc)}") from None
+    return absorb_calculator_results(atoms)
+
+
+def _iter_jsonl(lines: Iterator[str], where: str) -> Iterator[Atoms]:
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}:{lineno}: malformed JSON line: {exc.msg}") from None
+        try:
+            yield frame_from_dict(record)
+        except DataError as exc:
+            raise DataError(f"{where}:{lineno}: {exc}") from None
+
+
+def _read_whole(text_or_path, fmt: str, where: str) -> list[Atoms]:
+    from ase.io import read
+
+    ase_format = {"cif": "cif", "poscar": "vasp"}[fmt]
+    try:
+        frames = read(text_or_path, index=":", format=ase_format)
+    except Exception as exc:
+        raise DataError(f"{where}: cannot read as {fmt}: {_exc_text(exc)}") from None
+    return frames if isinstance(frames, list) else [frames]
+
+
+@dataclass
+class _Source:
+    name: str  # for messages
+    stem: str  # for derived ids
+    lines: Iterator[str]
+    handle: IO[str] | None
+
+
+def _open_source(path: str) -> _Source:
+    if path == "-":
+        return _Source("<stdin>", "stdin", iter(sys.stdin), None)
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file")
+    if p.is_dir():
+        raise DataError(f"{path}: is a directory, expected a frame file")
+    try:
+        handle = open(p, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open: {exc.strerror}") from None
+    return _Source(path, p.name.split(".")[0] or p.name, iter(handle), handle)
+
+
+def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
+    """Stream frames from a path or ``-``, giving each a stable ``id`` and ``source``.
+
+    The format comes from ``fmt``, else the file extension, else the first line (sniffed).
+    """
+    if fmt is not None and fmt not in STREAM_FORMATS + INPUT_ONLY_FORMATS:
+        raise UsageError(f"unknown input format {fmt!r}; choose from {', '.join(STREAM_FORMATS + INPUT_ONLY_FORMATS)}")
+    src = _open_source(path)
+    try:
+        fmt = fmt or (format_from_path(path) if path != "-" else None)
+        first = None
+        if fmt is None:
+            for first in src.lines:
+                if first.strip():
+                    break
+            if first is None or not first.strip():
+                return
+            fmt = sniff_format(first)
+            if fmt is None:
+                raise DataError(f"{src.name}: cannot tell the format from {first.strip()[:40]!r}; pass --input-format")
+        lines = src.lines if first is None else _chain([first], src.lines)
+        if fmt == "extxyz":
+            raw = (_parse_extxyz_block(b, src.name, n) for b, n in _iter_extxyz_blocks(lines, src.name))
+        elif fmt == "jsonl":
+            raw = _iter_jsonl(lines, src.name)
+        elif path == "-":
+            raw = iter(_read_whole(io.StringIO("".join(lines)), fmt, src.name))
+        else:
+            raw = iter(_read_whole(path, fmt, src.name))
+        for index, atoms in enumerate(raw):
+            atoms.info.setdefault("id", f"{src.stem}-{index}")
+            atoms.info["id"] = str(atoms.info["id"])
+            atoms.info.setdefault("source", src.name if path != "-" else "stdin")
+            yield atoms
+    finally:
+        if src.handle is not None:
+            src.handle.close()
+
+
+def iter_many(paths: Iterable[str], fmt: str | None = None) -> Iterator[Atoms]:
+    """Frames of several inputs, in order."""
+    for path in paths:
+        yield from iter_frames(path, fmt)
+
+
+def read_frames(path: str, fmt: str | None = None) -> list[Atoms]:
+    """All frames of one input, as a list (for commands that need the whole set)."""
+    return list(iter_frames(path, fmt))
+
+
+def _chain(head: list[str], tail: Iterator[str]) -> Iterator[str]:
+    yield from head
+    yield from tail
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_frame(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> None:
+    """Raise FrameError for a frame no command should compute on."""
+    import numpy as np
+
+    fid = atoms.info.get("id", "?")
+    if len(atoms) == 0:
+        raise FrameError(f"frame {fid}: has no atoms")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise FrameError(f"frame {fid}: non-finite positions")
+    if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-6:
+        raise FrameError(f"frame {fid}: periodic but the cell has zero volume")
+    dmin = min_interatomic_distance(atoms)
+    if dmin < min_distance:
+        raise FrameError(f"frame {fid}: overlapping atoms ({dmin:.3f} Å apart, bound {min_distance} Å)")
+
+
+def info_number(atoms: Atoms, key: str, hint: str, error: type[Exception] = DataError) -> float:
+    """The finite number ``atoms.info[key]``, or ``error`` with one line naming the frame and ``hint``
+    (what to run to get the key), e.g. ``frame x: no e_hull (info['e_hull']); run `cscli hull` first``."""
+    import math
+
+    fid = atoms.info.get("id", "?")
+    value = atoms.info.get(key)
+    if value is None:
+        raise error(f"frame {fid}: no {key} (info[{key!r}]); {hint}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise error(f"frame {fid}: {key} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise error(f"frame {fid}: {key} is not finite ({number})")
+    return number
+
+
+def min_interatomic_distance(atoms: Atoms, search: float = 3.0) -> float:
+    """Shortest distance between two atoms, periodic images included (inf if none within ``search``)."""
+    import numpy as np
+    from ase.neighborlist import neighbor_list
+
+    if len(atoms) == 1 and not atoms.pbc.any():
+        return float("inf")
+    d = neighbor_list("d", atoms, search)
+    return float(d.min()) if len(d) else float("inf")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def frame_to_text(atoms: Atoms, fmt: str) -> str:
+    """Serialise one frame to its text record (extxyz block or one JSON line)."""
+    if fmt == "jsonl":
+        return json.dumps(frame_to_dict(atoms), separators=(",", ":")) + "\n"
+    if fmt == "extxyz":
+        from ase.io.extxyz import write_xyz
+
+        atoms = atoms.copy()  # write_xyz must not see a calculator; results live in info/arrays
+        atoms.calc = None
+        atoms.info = {k: _extxyz_value(v) for k, v in atoms.info.items()}
+        if "stress" in atoms.info:  # extxyz stores stress as a 3x3 matrix
+            import numpy as np
+            from ase.stress import voigt_6_to_full_3x3_stress
+
+            stress = np.asarray(atoms.info["stress"], dtype=float)
+            atoms.info["stress"] = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
+        buf = io.StringIO()
+        write_xyz(buf, [atoms], columns=None, write_results=False)
+        return buf.getvalue()
+    raise UsageError(f"unknown output format {fmt!r}; choose from {', '.join(STREAM_FORMATS)}")
+
+
+def _extxyz_value(value):
+    """extxyz has no nested values: store dicts and lists of mixed items as JSON strings."""
+    if isinstance(value, dict) or (isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, str)) for v in value)):
+        return json.dumps(_to_builtin(value))
+    if value is None:
+        return "None"
+    return value
+
+
+_DATA_STDOUT: IO[str] | None = None
+
+
+def claim_stdout() -> None:
+    """Reserve the process's stdout for frames; anything else printed goes to stderr.
+
+    Model backends print banners (CHGNet) or C++ logs to stdout, which would corrupt a frame
+    stream in a pipe. CLI commands call this once: fd 1 is duplicated for data and then pointed at
+    stderr, so even C-level writes stay out of the data.
+    """
+    global _DATA_STDOUT
+    if _DATA_STDOUT is not None or not _has_fileno(sys.stdout):
+        return
+    sys.stdout.flush()
+    data_fd = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _DATA_STDOUT = os.fdopen(data_fd, "w", encoding="utf-8")
+    sys.stdout = sys.stderr
+
+
+def data_stdout() -> IO[str]:
+    return _DATA_STDOUT if _DATA_STDOUT is not None else sys.stdout
+
+
+class FrameWriter:
+    """Append frames to a file or stdout, one flushed write per frame.
+
+    Each frame is serialised first and written with a single call, so a process killed between
+    frames leaves only whole frames behind; :func:`scan_output` trims a torn last frame anyway.
+    """
+
+    def __init__(self, path: str = "-", fmt: str | None = None, append: bool = False):
+        self.path = path
+        self.fmt = fmt or (format_from_path(path) if path != "-" else None) or "extxyz"
+        if self.fmt not in STREAM_FORMATS:
+            raise UsageError(f"{path}: cannot write format {self.fmt!r}; use .extxyz or .jsonl")
+        self.count = 0
+        if path == "-":
+            self._fh = data_stdout()
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a" if append else "w", encoding="utf-8")
+
+    def write(self, atoms: Atoms) -> None:
+        text = frame_to_text(atoms, self.fmt)
+        self._fh.write(text)
+        self._fh.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self.path != "-":
+            self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+
+
+def write_frames(frames: Iterable[Atoms], path: str = "-", fmt: str | None = None) -> int:
+    with FrameWriter(path, fmt) as writer:
+        for atoms in frames:
+            writer.write(atoms)
+        return writer.count
+
+
+def scan_output(path: str, fmt: str | None = None, repair: bool = True) -> set[str]:
+    """Ids already in an output file; trims a torn last frame (from a killed run) when ``repair``.
+
+    Reads only the header line of each extxyz frame, so it is cheap on large outputs.
+    """
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return set()
+    fmt = fmt or format_from_path(path) or "extxyz"
+    ids: set[str] = set()
+    good_end = 0
+    with open(p, "rb") as fh:
+        if fmt == "jsonl":
+            for line in fh:
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no newline")
+                    if line.strip():
+                        ids.add(str(json.loads(line)["info"]["id"]))
+                except (ValueError, KeyError, TypeError):
+                    break
+                good_end = fh.tell()
+        else:
+            from ase.io.extxyz import key_val_str_to_dict
+
+            while True:
+                head = fh.readline()
+                if not head:
+                    break
+                if not head.strip():
+                    good_end = fh.tell()
+                    continue
+                try:
+                    natoms = int(head)
+                    comment = fh.readline()
+                    if not comment.endswith(b"\n"):
+                        break
+                    complete = True
+                    for _ in range(natoms):
+                        row = fh.readline()
+                        if not row.endswith(b"\n"):
+                            complete = False
+                            break
+                    if not complete:
+                        break
+                    info = key_val_str_to_dict(comment.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    break
+                if "id" in info:
+                    ids.add(str(info["id"]))
+                good_end = fh.tell()
+    size = p.stat().st_size
+    if repair and good_end < size:
+        print(f"cscli: {path}: dropping a torn last frame ({size - good_end} bytes) left by an interrupted run", file=sys.stderr)
+        with open(p, "r+b") as fh:
+            fh.truncate(good_end)
+    return ids
+
+
+def info_json(atoms: Atoms, key: str, default=None):
+    """An info value stored as JSON text in extxyz (dicts, nested lists) but native in JSON lines."""
+    value = atoms.info.get(key, default)
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value
+
+
+def remove_if_empty(path: str) -> None:
+    if path != "-" and os.path.exists(path) and os.path.getsize(path) == 0:
+        os.remove(path)

@@ -1,0 +1,94 @@
+"""Structure relaxation with an ASE calculator (any cscli model)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cscli.core.errors import FrameError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ase import Atoms
+
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+
+
+def _optimizer_class(name: str):
+    import ase.optimize
+
+    key = name.upper()
+    if key not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    return getattr(ase.optimize, key)
+
+
+def store_results(atoms: Atoms, calc, model: str | None = None) -> Atoms:
+    """Evaluate ``calc`` on ``atoms`` and write energy/forces/stress into info/arrays."""
+    atoms.calc = calc
+    try:
+        energy = float(atoms.get_potential_energy())
+        forces = np.array(atoms.get_forces(), dtype=float)
+        stress = np.array(atoms.get_stress(voigt=True), dtype=float) if atoms.pbc.all() else None
+    finally:
+        atoms.calc = None
+    if not math.isfinite(energy) or not np.all(np.isfinite(forces)):
+        raise FrameError("model returned a non-finite energy or forces")
+    atoms.info["energy"] = energy
+    atoms.info["energy_per_atom"] = energy / len(atoms)
+    atoms.arrays["forces"] = forces
+    if stress is not None:
+        atoms.info["stress"] = stress
+    if model:
+        atoms.info["model"] = model
+    return atoms
+
+
+def relax_atoms(
+    atoms: Atoms,
+    calc,
+    fmax: float = 0.05,
+    steps: int = 500,
+    optimizer: str = "FIRE",
+    fix_cell: bool = False,
+    pressure: float = 0.0,
+    trajectory: str | None = None,
+) -> Atoms:
+    """Relax positions (and the cell, with ASE's FrechetCellFilter) and return a new frame.
+
+    ``pressure`` is in GPa (hydrostatic, applied through the cell filter). The result carries
+    energy, energy_per_atom, forces, stress, relax_fmax, relax_steps, relax_converged, model.
+    """
+    from ase.filters import FrechetCellFilter
+    from ase.units import GPa
+
+    work = atoms.copy()
+    work.calc = calc
+    target = work if fix_cell or not work.pbc.all() else FrechetCellFilter(work, scalar_pressure=pressure * GPa)
+    opt = _optimizer_class(optimizer)(target, logfile=None, trajectory=trajectory)
+    try:
+        with warnings.catch_warnings():
+            # FrechetCellFilter's matrix logarithm warns at 1e-13 relative error every step
+            warnings.filterwarnings("ignore", message="logm result may be inaccurate")
+            converged = bool(opt.run(fmax=fmax, steps=steps))
+    except (FloatingPointError, ValueError, RuntimeError) as exc:
+        raise FrameError(f"relaxation failed: {exc}") from None
+    n_steps = int(opt.get_number_of_steps())
+    final_fmax = float(np.sqrt((target.get_forces() ** 2).sum(axis=1).max()))
+    result = work.copy()
+    result.info = dict(atoms.info)
+    store_results(result, calc, getattr(calc, "cscli_model", None))
+    if not math.isfinite(final_fmax):
+        raise FrameError("relaxation diverged (non-finite forces)")
+    if result.get_volume() > 20 * atoms.get_volume() if atoms.pbc.all() else False:
+        raise FrameError("relaxation blew up (volume grew more than 20x)")
+    result.info.update(
+        relax_converged=converged,
+        relax_steps=n_steps,
+        relax_fmax=final_fmax,
+        relax_optimizer=optimizer.upper(),
+        relax_cell_filter="fixed" if target is work else "frechet",
+    )
+    return result

@@ -1,0 +1,1 @@
+"""Completeness report of the exploration loop over iterations."""

@@ -1,0 +1,146 @@
+"""Energy above the convex hull of reference phases (pymatgen ``PhaseDiagram`` underneath).
+
+References are frames with a total energy in ``info['energy']`` (eV): relaxed reference phases,
+earlier iterations' outputs, DFT-labelled frames. All energies must come from one model or one
+DFT setup: the hull is only meaningful on one consistent scale, so frames whose ``info['model']``
+differs from the references' are refused unless mixing is allowed explicitly.
+
+For a frame of composition c and total energy E (per atom e = E/N):
+
+* ``e_hull``  = e − (hull energy per atom at c), negative when the frame lies below the hull of
+  the references (a new stable phase); pymatgen ``PhaseDiagram.get_decomp_and_e_above_hull``
+  with ``allow_negative=True``;
+* ``e_form_per_atom`` = e − Σ x_el μ_el, formation energy against the lowest elemental references;
+* ``decomposition`` = the hull phases the composition decomposes into, reduced formula →
+  fraction (by atoms) — a JSON string in extxyz.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cscli.core.errors import DataError, FrameError, UsageError
+from cscli.core.frames import info_number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ase import Atoms
+
+
+def frame_energy(atoms: Atoms) -> float:
+    """Total energy of a frame (eV); FrameError when absent or not finite."""
+    return info_number(atoms, "energy", "label or relax it first", error=FrameError)
+
+
+def frame_entry(atoms: Atoms):
+    """pymatgen ``PDEntry`` of a frame: composition and total energy, named by its id."""
+    from pymatgen.analysis.phase_diagram import PDEntry
+    from pymatgen.core import Composition
+
+    energy = frame_energy(atoms)
+    comp = Composition(atoms.get_chemical_formula(mode="hill"))
+    return PDEntry(comp, energy, name=str(atoms.info.get("id", comp.reduced_formula)))
+
+
+def models_of(frames: Iterable[Atoms]) -> set[str]:
+    return {str(a.info["model"]) for a in frames if a.info.get("model") not in (None, "")}
+
+
+@dataclass
+class Hull:
+    """A phase diagram of reference frames, queried frame by frame."""
+
+    diagram: object  # pymatgen PhaseDiagram
+    n_refs: int
+    models: set[str]
+    elements: set[str]
+
+    @classmethod
+    def from_frames(cls, refs: list[Atoms], allow_mixed: bool = False) -> Hull:
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        if not refs:
+            raise DataError("no reference frames: pass --refs FILE with energies")
+        entries, missing = [], []
+        for atoms in refs:
+            try:
+                entries.append(frame_entry(atoms))
+            except FrameError:
+                missing.append(str(atoms.info.get("id", "?")))
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise DataError(f"{len(missing)} of {len(refs)} reference frames have no energy ({shown}); "
+                            "relax or label the references first (cscli relax refs.extxyz)")
+        elements = sorted({str(el) for e in entries for el in e.composition.elements})
+        terminal = {str(e.composition.elements[0]) for e in entries if len(e.composition.elements) == 1}
+        lacking = [el for el in elements if el not in terminal]
+        if lacking:
+            raise DataError(f"references lack an elemental phase of {', '.join(lacking)}: the hull of "
+                            f"{'-'.join(elements)} needs one reference per element")
+        try:
+            diagram = PhaseDiagram(entries)
+        except ValueError as exc:  # pragma: no cover - pymatgen's own consistency checks
+            raise DataError(f"cannot build the phase diagram of the references: {exc}") from None
+        models = models_of(refs)
+        if len(models) > 1 and not allow_mixed:
+            raise DataError(f"references were labelled by different models ({', '.join(sorted(models))}); "
+                            "energies must share one scale (pass --allow-mixed-models to go on anyway)")
+        return cls(diagram, len(entries), models, set(elements))
+
+    def check_model(self, atoms: Atoms, allow_mixed: bool) -> str | None:
+        """Refuse (FrameError) a frame whose ``model`` differs from the references' model.
+
+        Returns the warning text instead when ``allow_mixed``; None when nothing to say.
+        """
+        model = atoms.info.get("model")
+        if model in (None, "") or not self.models or {str(model)} == self.models:
+            return None
+        text = (f"frame {atoms.info.get('id', '?')}: labelled by {model} but the references by "
+                f"{', '.join(sorted(self.models))} (energies on different scales)")
+        if not allow_mixed:
+            raise FrameError(text + "; pass --allow-mixed-models to go on anyway")
+        return text
+
+    def evaluate(self, atoms: Atoms) -> dict:
+        """``e_hull``, ``e_form_per_atom``, ``decomposition`` and ``energy_per_atom`` of one frame."""
+        fid = atoms.info.get("id", "?")
+        entry = frame_entry(atoms)
+        outside = sorted({str(el) for el in entry.composition.elements} - self.elements)
+        if outside:
+            raise FrameError(f"frame {fid}: element(s) {', '.join(outside)} not in the references "
+                             f"({'-'.join(sorted(self.elements))})")
+        decomp, e_hull = self.diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+        fractions: dict[str, float] = {}
+        for ref_entry, amount in decomp.items():
+            formula = ref_entry.composition.reduced_formula
+            fractions[formula] = fractions.get(formula, 0.0) + float(amount)
+        return {
+            "e_hull": float(e_hull),
+            "e_form_per_atom": float(self.diagram.get_form_energy_per_atom(entry)),
+            "energy_per_atom": entry.energy_per_atom,
+            "decomposition": json.dumps({k: round(v, 10) for k, v in sorted(fractions.items())}),
+        }
+
+
+def read_refs(paths: Iterable[str], input_format: str | None = None) -> list[Atoms]:
+    """Reference frames from one or more files (ids made unique per file)."""
+    from cscli.core.frames import iter_frames
+
+    refs: list[Atoms] = []
+    seen: set[str] = set()
+    for path in paths:
+        if path == "-":
+            raise UsageError("--refs cannot be standard input (the frames come from there)")
+        for atoms in iter_frames(path, input_format):
+            fid = str(atoms.info["id"])
+            if fid in seen:  # two files may reuse ids (e.g. two iterations): keep both
+                atoms.info["id"] = fid = f"{fid}@{path}"
+            seen.add(fid)
+            refs.append(atoms)
+    return refs
+
+
+__all__ = ["Hull", "frame_energy", "frame_entry", "models_of", "read_refs"]
