@@ -127,3 +127,126 @@ def pass_stream(command: str, check: bool = True):
         return stream_options(wrapper)
 
     return deco
+
+
+# ---------------------------------------------------------------------------------------------
+# The option vocabulary: one definition per concept, the same word in every command
+# (docs/DEVELOPING.md has the table). New commands use these; no command defines its own.
+# ---------------------------------------------------------------------------------------------
+
+
+class KeyValue(click.ParamType):
+    """``KEY=VALUE`` → ``(key, value)``; the value is JSON when it parses as JSON, else the text.
+
+    Used by every option that passes settings through to a program (``--incar``, ``--gpaw-opt``…).
+    """
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        key, sep, raw = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        import json
+
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        return key.strip(), parsed
+
+
+def quiet_option(func):
+    return click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only on stderr (no progress).")(func)
+
+
+def device_option(func):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                        help="Where the model runs.")(func)
+
+
+def work_dir_option(help_text: str = "Folder for intermediate files (kept; a re-run resumes from them)."):
+    return click.option("--work-dir", default=None, metavar="DIR", help=help_text)
+
+
+def report_option(func):
+    return click.option("--report", "report_path", default=None, metavar="FILE.json",
+                        help="Write a JSON report of the run here.")(func)
+
+
+def plot_option(what: str = "a plot"):
+    return click.option("--plot", "plot_path", default=None, metavar="FILE.png", help=f"Write {what} here.")
+
+
+def failed_option(func):
+    return click.option("--failed", default=None, metavar="FILE",
+                        help="Write frames that fail (with info['error']) here; the run exits 0.")(func)
+
+
+def refs_option(required: bool = False, help_text: str = "Reference frames (repeatable)."):
+    return click.option("--refs", "refs", multiple=True, required=required, metavar="FILE", help=help_text)
+
+
+def input_format_option(func):
+    return click.option("--input-format", type=click.Choice(INPUT_FORMATS), default=None,
+                        help="Input format (default: from the extension, else sniffed).")(func)
+
+
+def output_format_option(func):
+    return click.option("--output-format", type=click.Choice(OUTPUT_FORMATS), default=None,
+                        help="Output format (default: from the extension, extxyz on stdout).")(func)
+
+
+def command_option(program: str, envvar: str | None = None):
+    """``--<program>-command CMD``: how to start an external program (one spelling everywhere)."""
+    return click.option(f"--{program}-command", f"{program.replace('-', '_')}_command", default=None, metavar="CMD",
+                        envvar=envvar, show_envvar=bool(envvar), help=f"Command that runs {program}.")
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The one seed rule: a given seed is used as is; without one a seed is drawn from the OS,
+    used, and must be recorded in the output's provenance (``info['seed']``) so the run can be
+    repeated."""
+    if seed is not None:
+        return int(seed)
+    import secrets
+
+    return secrets.randbelow(2**31 - 1)
+
+
+def config_option(func):
+    """``--config FILE.yaml``: defaults for the command's options, keys named like the options
+    (``--num-workers`` → ``num_workers`` or ``num-workers``); flags on the command line win.
+    Works like click's ``default_map`` (janus-core's habit)."""
+
+    def load(ctx, param, value):
+        if value is None:
+            return value
+        from pathlib import Path
+
+        import yaml
+
+        path = Path(value)
+        if not path.is_file():
+            raise click.BadParameter(f"{value}: no such file", ctx=ctx, param=param)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{value}: not YAML ({str(exc).splitlines()[0]})", ctx=ctx, param=param) from None
+        if not isinstance(data, dict):
+            raise click.BadParameter(f"{value}: expected a mapping of option names to values", ctx=ctx, param=param)
+        known = {p.name for p in ctx.command.params}
+        mapped = {}
+        for key, val in data.items():
+            name = str(key).lstrip("-").replace("-", "_")
+            if name not in known:
+                raise click.BadParameter(f"{value}: unknown option {key!r} for this command", ctx=ctx, param=param)
+            mapped[name] = val
+        ctx.default_map = {**(ctx.default_map or {}), **mapped}
+        return value
+
+    return click.option("--config", "config_file", default=None, metavar="FILE.yaml", is_eager=True,
+                        expose_value=False, callback=load,
+                        help="YAML file of option values (keys: option names); command-line flags win.")(func)
