@@ -8,11 +8,13 @@ STAMP := $(VENV)/.cscli-installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test demo bench clean help
+.PHONY: install system-deps test test-fast lint format demo bench clean help
 
 help:
 	@echo "make install   create .venv (torch 2.13 CPU, deepmd-kit from source, all backends)"
-	@echo "make test      run the test suite"
+	@echo "make test      run the test suite (CI runs this)"
+	@echo "make test-fast the suite without tests marked slow (inner loop)"
+	@echo "make lint      ruff check + ruff format --check"
 	@echo "make demo      install, then run the exploration loop on Li-P-S with offline defaults ($(DEMO_OUT)/)"
 
 install: $(STAMP)
@@ -34,7 +36,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[chgnet,sevennet,mattersim,generate,motifs,entropy,qha,test]" --config-settings editable_mode=compat
+	$(PIP) install -q -c constraints.txt -e ".[chgnet,sevennet,mattersim,generate,motifs,entropy,qha,test,dev]"
 	@# mattersim pulls torchvision/torchaudio, whose PyPI wheels break on the CPU torch; cscli needs neither
 	$(PIP) uninstall -y -q torchvision torchaudio || true
 	@# deepmd-kit's wheel is built for another torch: compile it against ours (PyTorch backend only)
@@ -45,6 +47,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: install system-deps
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=1500 $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=600 -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check cscli tests benchmarks scripts
+	$(PY) -m ruff format --check cscli tests benchmarks scripts
+
+format: install
+	$(PY) -m ruff check --fix cscli tests benchmarks scripts
+	$(PY) -m ruff format cscli tests benchmarks scripts
 
 demo: install system-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh $(DEMO_OUT)
