@@ -45,6 +45,12 @@ entropy-select
     ``delta_entropy`` (nats), ``entropy_select_step`` (1-based order of selection)
 failures
     ``error``           message, on frames written to ``--failed``
+provenance: seeds and model versions (issue 10)
+    ``model_version``   backend package and version beside ``model``, e.g. ``sevenn 0.11.2``
+                        (relax, label with a model)
+    ``dft_select_seed`` seed of ``dft-select --method random``; ``collect_seed`` seed of the
+                        ionic-step sampling of ``collect``; ``tsne_seed`` seed of ``motifs --map``
+                        (each drawn and recorded when ``--seed`` is not given)
 
 Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
 read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives
