@@ -176,10 +176,13 @@ def test_mlff_oracle_labels_and_shards(tmp_path, phase, cli):
         shard_ids.append({a.info["id"] for a in read_frames(str(path))} if path.stat().st_size else set())
     assert not shard_ids[0] & shard_ids[1]
     assert shard_ids[0] | shard_ids[1] == {a.info["id"] for a in frames}
+    from importlib.metadata import version
+
     calc = CHGNetCalculator(use_device="cpu")
     for a in outs:
         assert a.info["label_method"].startswith("mlff-oracle:chgnet")
         assert a.info["model"].startswith("chgnet") and "label(mlff-oracle:chgnet" in a.info["history"]
+        assert a.info["model_version"] == f"chgnet {version('chgnet')}"
         ref = next(f for f in frames if f.info["id"] == a.info["id"]).copy()
         ref.calc = calc
         assert a.info["energy"] == pytest.approx(ref.get_potential_energy(), abs=1e-4)

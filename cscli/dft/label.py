@@ -28,7 +28,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -280,7 +280,7 @@ def vasp_labeller(workdir: str, encut: float = 520.0, command: str | None = None
 
 def model_labeller(model: str | None, device: str = "auto"):
     """Label with a cscli force field, marked as an oracle stand-in, not DFT."""
-    from cscli.core.models import load_calculator
+    from cscli.core.models import load_calculator, store_model
 
     calc = load_calculator(model, device=device)
     name = getattr(calc, "cscli_model", None) or model or "default"
@@ -298,13 +298,9 @@ def model_labeller(model: str | None, device: str = "auto"):
         _clear_labels(atoms)
         _store(atoms, energy, forces, stress)
         atoms.info["label_method"] = f"mlff-oracle:{name}"
-        atoms.info["model"] = name
+        store_model(atoms, calc)
         return atoms
 
     label.description = f"MLFF oracle {name} (not DFT)"
     label.tag = f"mlff-oracle:{name}"
     return label
-
-
-def settings_dict(settings: GpawSettings) -> dict:
-    return asdict(settings)
