@@ -562,7 +562,10 @@ def scan_output(path: str, fmt: str | None = None, repair: bool = True) -> set[s
                 good_end = fh.tell()
     size = p.stat().st_size
     if repair and good_end < size:
-        print(f"cscli: {path}: dropping a torn last frame ({size - good_end} bytes) left by an interrupted run", file=sys.stderr)
+        from cscli.core.log import get_logger
+
+        get_logger(__name__).warning(f"{path}: dropping a torn last frame ({size - good_end} bytes) left by an "
+                                     "interrupted run")
         with open(p, "r+b") as fh:
             fh.truncate(good_end)
     return ids
