@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cscli.cli.options import KeyValue, command_option, device_option, pass_stream, work_dir_option
+from cscli.cli.options import KeyValue, command_option, device_option, model_option, pass_stream, work_dir_option
 
 
 @click.command("label")
@@ -12,7 +12,7 @@ from cscli.cli.options import KeyValue, command_option, device_option, pass_stre
 @click.option("-c", "--calculator", type=click.Choice(["gpaw", "vasp", "model"]), default="gpaw", show_default=True,
               help="gpaw: PBE plane-wave DFT (offline); vasp: VASP through ASE; model: a cscli force field "
                    "as a stand-in oracle (label_method mlff-oracle:<model>).")
-@click.option("-m", "--model", default=None, metavar="NAME_OR_PATH", help="Force field for --calculator model.")
+@model_option(help_text="Force field for --calculator model (a name, see `cscli models`, or a model file).")
 @device_option
 @click.option("--ecut", type=float, default=500.0, show_default=True, help="GPAW plane-wave cutoff (eV).")
 @click.option("--kpt-density", type=float, default=4.0, show_default=True,

@@ -81,12 +81,16 @@ def stream_options(func):
     return io_options(func)
 
 
+def model_option(default: str | None = None,
+                 help_text: str = "Force field: a name (see `cscli models`) or a model file."):
+    return click.option("-m", "--model", default=default, show_default=True, metavar="NAME_OR_PATH", help=help_text)
+
+
 def model_options(default: str | None = None):
+    """-m/--model and --device."""
+
     def deco(func):
-        func = device_option(func)
-        func = click.option("-m", "--model", default=default, show_default=True, metavar="NAME_OR_PATH",
-                            help="Force field: a name (see `cscli models`) or a model file.")(func)
-        return func
+        return model_option(default)(device_option(func))
 
     return deco
 
@@ -145,7 +149,7 @@ def pass_stream(command: str, check: bool = True):
             settings = stream_settings(command, output, output_format, shard, failed, no_resume, quiet, check=check)
             return func(frames=input_frames(inputs, input_format), settings=settings, **kwargs)
 
-        return config_option(stream_options(wrapper))
+        return stream_options(config_option(wrapper))
 
     return deco
 
