@@ -46,7 +46,7 @@ entropy-select
 failures
     ``error``           message, on frames written to ``--failed``
 provenance: seeds and model versions (issue 10)
-    ``model_version``   backend package and version beside ``model``, e.g. ``sevenn 0.11.2``
+    ``model_version``   backend package and version beside ``model``, e.g. ``sevenn 0.13.0``
                         (relax, label with a model)
     ``dft_select_seed`` seed of ``dft-select --method random``; ``collect_seed`` seed of the
                         ionic-step sampling of ``collect``; ``tsne_seed`` seed of ``motifs --map``

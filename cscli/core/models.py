@@ -2,7 +2,7 @@
 
 ``load_calculator(NAME_OR_PATH, device)`` returns an ASE calculator with ``calc.cscli_model`` set to
 a name that is written into each frame (``info['model']``) and ``calc.cscli_model_version`` set to
-the backend package and its version (``info['model_version']``, e.g. ``sevenn 0.11.2``).
+the backend package and its version (``info['model_version']``, e.g. ``sevenn 0.13.0``).
 
 Names (``cscli models`` lists them with where the weights are looked for):
 

@@ -118,17 +118,18 @@ def write_offline(backend: str, settings: OfflineSettings, num: int, seed: int, 
 
     sink = FrameSink(stream)
     summary = sink.summary
+    bar = progress(desc=f"{stream.command} ({backend})", total=num)
 
     def skip(fid: str) -> bool:
         if stream.shard is not None and not stream.shard.keeps(fid):
             summary.skipped_shard += 1
-            return True
-        if fid in sink.done:
+        elif fid in sink.done:
             summary.skipped_done += 1
-            return True
-        return False
+        else:
+            return False
+        bar.update(1)
+        return True
 
-    bar = progress(desc=f"{stream.command} ({backend})", total=num)
     try:
         with sink:
             frames = generate_offline(backend, settings, num, seed, iteration, skip=skip,
