@@ -22,7 +22,7 @@ cscli relax "$out/generated.extxyz" -o "$out/relaxed.extxyz" --model "$model" --
 
 say "3. E_hull against the relaxed references, S.U.N. filter"
 cscli hull "$out/relaxed.extxyz" --refs "$out/refs_relaxed.extxyz" -o "$out/hull.extxyz" --failed "$out/hull_failed.extxyz"
-cscli sun-filter "$out/hull.extxyz" --refs "$out/refs_relaxed.extxyz" --summary "$out/sun_summary.json" -o "$out/sun.extxyz"
+cscli sun-filter "$out/hull.extxyz" --refs "$out/refs_relaxed.extxyz" --report "$out/sun_summary.json" -o "$out/sun.extxyz"
 cscli table "$out/sun.extxyz" -k id,reduced_formula,natoms,energy_per_atom,e_hull,is_stable,is_unique,is_novel,is_sun
 
 say "4. pick frames for DFT by E_hull bins (VASP inputs written too, POTCARs excepted)"

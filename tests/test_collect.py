@@ -272,15 +272,16 @@ def test_sampling_recipe(tmp_path, trajectory, cli):
     from cscli.dft.vasp import collect_runs, parse_per_run
 
     def collect(seed=0, per_run="5"):
-        frames, _ = collect_runs([d], per_run=parse_per_run(per_run), seed=seed, quiet=True)
+        frames, _ = collect_runs([d], per_run=parse_per_run(per_run), seed=seed)
         return [f.info["vasp_step"] for f in frames]
 
     out = tmp_path / "s.extxyz"
-    r = cli("collect", d, "-o", out, "-q")
+    r = cli("collect", d, "-o", out, "-q", "--seed", "0")
     assert r.returncode == 0 and r.stderr == ""
     default = [f.info["vasp_step"] for f in read_frames(str(out))]
+    assert {f.info["collect_seed"] for f in read_frames(str(out))} == {0}
     assert len(default) == 5 and default[0] == 0 and default[-1] == 5 and default == sorted(set(default))
-    assert collect(0) == default  # the CLI's default seed is 0: reproducible
+    assert collect(0) == default  # --seed 0 reproduces the library's seed 0
     middles = {tuple(collect(s, "3")) for s in range(12)}
     assert all(m[0] == 0 and m[-1] == 5 and len(m) == 3 for m in middles)
     assert len(middles) > 1  # the middle step is random

@@ -484,7 +484,7 @@ def test_mattergen_streams_tags_and_refilters(cli, stand_in, tmp_path):
     prog, env, log = stand_in
     out = tmp_path / "mg.extxyz"
     env = dict(env, STAND_IN_WATCH=str(out))
-    res = cli("generate", "--backend", "mattergen", "--mattergen-cmd", str(prog), "-s", "Li-P-S", "--e-hull", "0,0.05",
+    res = cli("generate", "--backend", "mattergen", "--mattergen-command", str(prog), "-s", "Li-P-S", "--e-hull", "0,0.05",
               "-n", "6", "--batch-size", "4", "--seed", "11", "--iteration", "1", "-o", out, env=env)
     assert res.returncode == 0, res.stderr
     calls = _calls(log)
@@ -532,18 +532,18 @@ def test_mattergen_resume_after_crash(cli, stand_in, tmp_path):
 
 def test_mattergen_missing_program_and_checkpoint(cli, tmp_path, stand_in):
     res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1",
-              "--mattergen-cmd", str(tmp_path / "no-such-mattergen"))
+              "--mattergen-command", str(tmp_path / "no-such-mattergen"))
     assert res.returncode == 1
-    assert "not found" in res.stderr and "--mattergen-cmd" in res.stderr and "Traceback" not in res.stderr
+    assert "not found" in res.stderr and "--mattergen-command" in res.stderr and "Traceback" not in res.stderr
     with pytest.raises(ModelError, match="not found"):
         check_program(["definitely-not-a-mattergen-binary"])
     prog, env, _ = stand_in
-    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1", "--mattergen-cmd", str(prog),
+    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1", "--mattergen-command", str(prog),
               "--model-path", str(tmp_path / "no-ckpt"), env=env)
     assert res.returncode == 1 and "checkpoint folder" in res.stderr and "does not exist" in res.stderr
     empty = tmp_path / "empty_model"
     empty.mkdir()
-    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1", "--mattergen-cmd", str(prog),
+    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1", "--mattergen-command", str(prog),
               "--model-path", str(empty), env=env)
     assert res.returncode == 1 and "not a MatterGen model folder" in res.stderr
 
@@ -622,7 +622,7 @@ def test_csv_to_dataset_command(cli, tmp_path, reference_phases):
 
     write_frames(frames, str(tmp_path / "lab.extxyz"))
     res = cli("generate", "--make-dataset", tmp_path / "lab.extxyz", "--dataset-dir", tmp_path / "ds",
-              "--dataset-name", "lips", "--mattergen-cmd", str(tmp_path / "bin" / "mattergen-generate"))
+              "--dataset-name", "lips", "--mattergen-command", str(tmp_path / "bin" / "mattergen-generate"))
     assert res.returncode == 0, res.stderr
     args = json.loads((tmp_path / "args.json").read_text())
     assert args == ["--csv-folder", str(tmp_path / "ds"), "--dataset-name", "lips", "--cache-folder", str(tmp_path / "ds" / "cache")]

@@ -66,7 +66,7 @@ def test_gpaw_forces_match_finite_differences(tmp_path, phase, cli):
     src = tmp_path / "in.extxyz"
     write_frames(frames, str(src))
     out = tmp_path / "out.extxyz"
-    args = ("label", src, "-o", out, "--ecut", "250", "--kpt-density", "1.5", "--workdir", tmp_path / "gpaw",
+    args = ("label", src, "-o", out, "--ecut", "250", "--kpt-density", "1.5", "--work-dir", tmp_path / "gpaw",
             "--gpaw-opt", 'convergence={"energy": 1e-7, "density": 1e-6, "eigenstates": 1e-9}')
     r = cli(*args)
     assert r.returncode == 0, r.stderr
@@ -108,7 +108,7 @@ def test_gpaw_failure_goes_to_failed(tmp_path, phase, cli):
 def test_gpaw_missing_is_a_usage_error(tmp_path, phase, cli):
     src = tmp_path / "in.extxyz"
     write_frames([phase("Li2S")], str(src))
-    r = cli("label", src, "--gpaw-python", "/nonexistent/python3")
+    r = cli("label", src, "--gpaw-command", "/nonexistent/python3")
     assert r.returncode == 2 and "gpaw-data" in r.stderr
 
 
@@ -171,15 +171,18 @@ def test_mlff_oracle_labels_and_shards(tmp_path, phase, cli):
     shard_ids = []
     for i in range(2):
         path = tmp_path / f"shard{i}.extxyz"
-        opts = StreamOptions(output=str(path), shard=Shard(i, 2), quiet=True)
+        opts = StreamOptions(output=str(path), shard=Shard(i, 2))
         run_stream((f.copy() for f in frames), labeller, opts)
         shard_ids.append({a.info["id"] for a in read_frames(str(path))} if path.stat().st_size else set())
     assert not shard_ids[0] & shard_ids[1]
     assert shard_ids[0] | shard_ids[1] == {a.info["id"] for a in frames}
+    from importlib.metadata import version
+
     calc = CHGNetCalculator(use_device="cpu")
     for a in outs:
         assert a.info["label_method"].startswith("mlff-oracle:chgnet")
         assert a.info["model"].startswith("chgnet") and "label(mlff-oracle:chgnet" in a.info["history"]
+        assert a.info["model_version"] == f"chgnet {version('chgnet')}"
         ref = next(f for f in frames if f.info["id"] == a.info["id"]).copy()
         ref.calc = calc
         assert a.info["energy"] == pytest.approx(ref.get_potential_energy(), abs=1e-4)

@@ -413,7 +413,7 @@ def test_cli_catalogue_across_iterations(cli, phase, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(cat.read_text().splitlines()) == 2
     export = tmp_path / "clusters"
-    r = cli("motifs", second, "--catalogue", cat, "--export-dir", export, "--summary", tmp_path / "s.tsv")
+    r = cli("motifs", second, "--catalogue", cat, "--export-dir", export, "--table", tmp_path / "s.tsv")
     assert r.returncode == 0, r.stderr
     assert "P2S7^4-" in r.stderr and "name" in r.stderr  # the table on stderr
     tagged = read_frames_text(r.stdout)

@@ -36,6 +36,9 @@ def test_relax_matches_a_bare_ase_loop(phase, sevennet):
     assert ours.info["energy"] == pytest.approx(bare.get_potential_energy(), abs=1e-6)
     assert ours.info["energy_per_atom"] == pytest.approx(ours.info["energy"] / 3)
     assert ours.info["model"] == "7net-0" and ours.info["id"] == "ref-Li2S"
+    from importlib.metadata import version
+
+    assert ours.info["model_version"] == f"sevenn {version('sevenn')}"  # the backend beside the model name
     # antifluorite Li2S: conventional a = 5.708 Å (exp.), PBE ≈ 5.70; the model must be close
     a_conv = ours.cell.lengths()[0] * np.sqrt(2)
     assert a_conv == pytest.approx(5.71, rel=0.02)

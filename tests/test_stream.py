@@ -14,6 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from cscli.core.errors import DataError, UsageError
 from cscli.core.frames import read_frames, write_frames
+from cscli.core.log import configure
 from cscli.core.stream import StreamOptions, finish, parse_shard, run_stream, shard_of
 from conftest import REPO, run_cli
 
@@ -88,7 +89,8 @@ def test_failing_frame_is_reported_and_run_goes_on(tmp_path, capsys):
 
     frames = li_frames(3)  # li1 (a=3.441) fails
     out, failed = tmp_path / "out.extxyz", tmp_path / "failed.extxyz"
-    opts = StreamOptions(output=str(out), failed=str(failed), quiet=True, command="test")
+    configure("test", quiet=True)  # failures are warnings: shown with -q too
+    opts = StreamOptions(output=str(out), failed=str(failed), command="test")
     summary = run_stream(iter(frames), lambda a: store_results(a.copy(), NaNForLargeCells()), opts)
     assert (summary.written, summary.failed) == (2, 1)
     assert [a.info["id"] for a in read_frames(str(out))] == ["li0", "li2"]

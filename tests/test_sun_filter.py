@@ -41,7 +41,7 @@ def test_flags_and_summary(batch, cli):
 
     tmp, frames, refs = batch
     res = cli("sun-filter", tmp / "frames.extxyz", "--refs", tmp / "refs.extxyz", "-o", tmp / "out.extxyz",
-              "--summary", tmp / "summary.json", "-j", "2")
+              "--report", tmp / "summary.json", "-j", "2")
     assert res.returncode == 0, res.stderr
     out = {a.info["id"]: a.info for a in read_frames(str(tmp / "out.extxyz"))}
     assert list(out) == [a.info["id"] for a in frames]  # all frames, input order

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cscli.cli.options import input_frames, io_options, seed_option
+from cscli.cli.options import (config_option, io_options, plot_option, quiet_option, report_option, resolve_seed,
+                               seed_option)
 
 
 @click.command("entropy-select")
@@ -28,11 +29,11 @@ from cscli.cli.options import input_frames, io_options, seed_option
                    "auto = exact up to 1e9 environment pairs.")
 @click.option("--ann-neighbors", type=click.IntRange(min=1), default=32, show_default=True,
               help="Nearest training environments in the approximate kernel sum (QUESTS uses 3).")
-@click.option("--report", "report_path", default=None, metavar="FILE.json",
-              help="Write H before/after and dH/dN along the selection.")
-@click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot log10(dH/dN) and H along the selection.")
+@report_option
+@plot_option("log10(dH/dN) and H along the selection")
 @seed_option
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+@quiet_option
+@config_option
 def command(inputs, output, input_format, output_format, train_path, n_select, strategy, min_dh, bandwidth,
             k_nbrs, cutoff, method, ann_neighbors, report_path, plot_path, seed, quiet):
     """Select candidate frames (INPUT..., default stdin) that add the most information entropy to a
@@ -41,35 +42,33 @@ def command(inputs, output, input_format, output_format, train_path, n_select, s
     \b
     cscli entropy-select perturbed.extxyz --train train.extxyz -n 100 --report sel.json > picked.extxyz
     """
-    import json
-    import sys
-
-    from cscli.learn.entropy import entropy_select, plot_report
-    from cscli.core.errors import DataError, UsageError
+    from cscli.cli.options import read_input, write_report
+    from cscli.core.errors import UsageError
     from cscli.core.frames import FrameWriter, iter_frames
+    from cscli.core.log import configure
     from cscli.core.stream import add_history
+    from cscli.learn.entropy import entropy_select, plot_report
 
+    log = configure("entropy-select", quiet)
     if strategy == "rank" and n_select is None and min_dh is None:
         raise UsageError("--strategy rank needs -n or --min-dh")
-    frames = list(input_frames(inputs, input_format))
-    if not frames:
-        raise DataError("no frames in input")
+    frames = read_input(inputs, input_format)
     train = list(iter_frames(train_path)) if train_path else []
+    seed = resolve_seed(seed)  # approximate nearest neighbours (PyNNDescent) draw random numbers
     selected, report = entropy_select(frames, train, n=n_select, strategy=strategy, min_dh=min_dh, h=bandwidth,
                                       k=k_nbrs, cutoff=cutoff, method=method, ann_neighbors=ann_neighbors,
-                                      seed=0 if seed is None else seed, progress=not quiet)
+                                      seed=seed)
+    tag = f"entropy-select({strategy}" + (f",seed={seed})" if report["method"] == "approx" else ")")
     with FrameWriter(output, output_format) as writer:
         for atoms in selected:
-            add_history(atoms, f"entropy-select({strategy})")
+            add_history(atoms, tag)
             writer.write(atoms)
     if report_path:
-        with open(report_path, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=1)
+        write_report(report, report_path)
     if plot_path:
         plot_report(report, plot_path)
-    if not quiet:
-        hb, ha = report["entropy_before"], report["entropy_after"]
-        hb_s = "n/a" if hb is None else f"{hb:.3f}"
-        ha_s = "n/a" if ha is None else f"{ha:.3f}"
-        print(f"cscli entropy-select: {len(selected)} of {len(frames)} frames selected ({report['stop_reason']}); "
-              f"H {hb_s} -> {ha_s} nats ({report['method']})", file=sys.stderr)
+    hb, ha = report["entropy_before"], report["entropy_after"]
+    hb_s = "n/a" if hb is None else f"{hb:.3f}"
+    ha_s = "n/a" if ha is None else f"{ha:.3f}"
+    log.info(f"{len(selected)} of {len(frames)} frames selected ({report['stop_reason']}); "
+             f"H {hb_s} -> {ha_s} nats ({report['method']})")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cscli.cli.options import pass_stream
+from cscli.cli.options import pass_stream, refs_format_option, refs_option
 
 
 @click.command("hull")
 @pass_stream("hull", check=False)
-@click.option("--refs", "refs", multiple=True, required=True, metavar="FILE",
-              help="Reference frames with energies (repeatable): relaxed reference phases, earlier iterations.")
-@click.option("--refs-format", type=click.Choice(["extxyz", "jsonl", "cif", "poscar"]), default=None,
-              help="Format of the --refs files (default: from the extension).")
+@refs_option(required=True, help_text="Reference frames with energies (repeatable): relaxed reference phases, "
+                                     "earlier iterations.")
+@refs_format_option
 @click.option("--allow-mixed-models", is_flag=True,
               help="Go on (with a warning) when frames and references were labelled by different models.")
 def command(frames, settings, refs, refs_format, allow_mixed_models):
@@ -27,22 +26,21 @@ def command(frames, settings, refs, refs_format, allow_mixed_models):
       cscli relax cscli/data/lips_reference_phases.extxyz -o refs.extxyz
       cscli hull relaxed.extxyz --refs refs.extxyz --refs iter1.extxyz -o hull.extxyz
     """
-    import sys
-
-    from cscli.screen.hull import Hull, read_refs
+    from cscli.core.log import get_logger
     from cscli.core.stream import add_history, finish, run_stream
+    from cscli.screen.hull import Hull, read_refs
 
+    log = get_logger()
     hull = Hull.from_frames(read_refs(refs, refs_format), allow_mixed=allow_mixed_models)
-    if not settings.quiet:
-        print(f"cscli hull: {hull.n_refs} references, {'-'.join(sorted(hull.elements))}, "
-              f"{len(hull.diagram.stable_entries)} on the hull", file=sys.stderr)
+    log.info(f"{hull.n_refs} references, {'-'.join(sorted(hull.elements))}, "
+             f"{len(hull.diagram.stable_entries)} on the hull")
     warned: set[str] = set()
 
     def process(atoms):
         message = hull.check_model(atoms, allow_mixed_models)
-        if message and not settings.quiet and str(atoms.info.get("model")) not in warned:
+        if message and str(atoms.info.get("model")) not in warned:
             warned.add(str(atoms.info.get("model")))
-            print(f"cscli hull: warning: {message}", file=sys.stderr)
+            log.warning(message)
         atoms.info.update(hull.evaluate(atoms))
         add_history(atoms, "hull")
         return atoms

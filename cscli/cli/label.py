@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cscli.cli.options import pass_stream
+from cscli.cli.options import KeyValue, command_option, device_option, model_option, pass_stream, work_dir_option
 
 
 @click.command("label")
@@ -12,9 +12,8 @@ from cscli.cli.options import pass_stream
 @click.option("-c", "--calculator", type=click.Choice(["gpaw", "vasp", "model"]), default="gpaw", show_default=True,
               help="gpaw: PBE plane-wave DFT (offline); vasp: VASP through ASE; model: a cscli force field "
                    "as a stand-in oracle (label_method mlff-oracle:<model>).")
-@click.option("-m", "--model", default=None, metavar="NAME_OR_PATH", help="Force field for --calculator model.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where the --calculator model force field runs.")
+@model_option(help_text="Force field for --calculator model (a name, see `cscli models`, or a model file).")
+@device_option
 @click.option("--ecut", type=float, default=500.0, show_default=True, help="GPAW plane-wave cutoff (eV).")
 @click.option("--kpt-density", type=float, default=4.0, show_default=True,
               help="GPAW Γ-centred k-points per Å⁻¹ (2π included): n_i = ceil(|b_i| d).")
@@ -28,18 +27,16 @@ from cscli.cli.options import pass_stream
 @click.option("--spinpol", is_flag=True, help="GPAW spin-polarised calculation.")
 @click.option("--scf-energy", type=float, default=None,
               help="GPAW SCF convergence on energy (eV per valence electron; GPAW default 5e-4).")
-@click.option("--gpaw-opt", "gpaw_opts", multiple=True, metavar="KEY=JSON",
+@click.option("--gpaw-opt", "gpaw_opts", multiple=True, type=KeyValue(),
               help="Extra GPAW keyword, value as JSON, e.g. --gpaw-opt 'mixer={\"beta\":0.05}' (repeatable).")
-@click.option("--gpaw-python", default="/usr/bin/python3", show_default=True, envvar="CSCLI_GPAW_PYTHON",
-              help="Command running the GPAW worker: a Python with GPAW, or e.g. 'gpaw -P 4 python' for MPI.")
+@command_option("gpaw", envvar="CSCLI_GPAW_PYTHON", default="/usr/bin/python3",
+                help_text="Command running the GPAW worker: a Python with GPAW, or e.g. 'gpaw -P 4 python' for MPI.")
 @click.option("--timeout", type=float, default=None, help="Give up on a frame after this many seconds (GPAW).")
-@click.option("--workdir", default=None, metavar="DIR",
-              help="Keep per-frame GPAW logs / VASP folders here (GPAW default: a temporary directory).")
+@work_dir_option("Keep per-frame GPAW logs / VASP folders here (GPAW default: a temporary directory).")
 @click.option("--encut", type=float, default=520.0, show_default=True, help="VASP ENCUT (eV) for --calculator vasp.")
-@click.option("--vasp-command", default=None, metavar="CMD",
-              help="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
+@command_option("vasp", help_text="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
 def command(frames, settings, calculator, model, device, ecut, kpt_density, reciprocal_density, xc, smearing, width, spinpol,
-            scf_energy, gpaw_opts, gpaw_python, timeout, workdir, encut, vasp_command):
+            scf_energy, gpaw_opts, gpaw_command, timeout, work_dir, encut, vasp_command):
     """Label frames with energy, forces and stress; the frame keeps its id.
 
     Resumable (ids already in -o FILE are skipped) and shardable (--shard i/n or auto in a SLURM
@@ -49,16 +46,17 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, reci
         cscli label perturbed.extxyz --ecut 500 --kpt-density 4 -o labelled.extxyz --shard auto
     """
     from cscli.dft import label as lib
+    from cscli.core.log import get_logger
     from cscli.core.stream import add_history, finish, run_stream
 
     if calculator == "gpaw":
         opts = lib.GpawSettings(ecut=ecut, kpt_density=kpt_density, reciprocal_density=reciprocal_density, xc=xc, smearing=smearing, width=width,
-                                spinpol=spinpol, python=gpaw_python, timeout=timeout,
+                                spinpol=spinpol, python=gpaw_command, timeout=timeout,
                                 convergence={"energy": scf_energy} if scf_energy else {},
-                                extra=_parse_opts(gpaw_opts))
-        labeller = lib.gpaw_labeller(opts, workdir)
+                                extra=dict(gpaw_opts))
+        labeller = lib.gpaw_labeller(opts, work_dir)
     elif calculator == "vasp":
-        labeller = lib.vasp_labeller(workdir or "vasp-label", encut=encut, command=vasp_command)
+        labeller = lib.vasp_labeller(work_dir or "vasp-label", encut=encut, command=vasp_command)
     else:
         labeller = lib.model_labeller(model, device)
     tag = f"label({labeller.tag})"
@@ -68,24 +66,7 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, reci
         add_history(out, tag)
         return out
 
-    if not settings.quiet:
-        click.echo(f"cscli label: {labeller.description}", err=True)
+    get_logger().info(labeller.description)
     summary = run_stream(frames, process, settings)
     finish(summary, settings)
 
-
-def _parse_opts(items):
-    import json
-
-    from cscli.core.errors import UsageError
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"--gpaw-opt {item!r}: expected KEY=JSON")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out

@@ -2,9 +2,12 @@
 
 import click
 
+from cscli.cli.options import config_option
+
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@config_option
 def command(as_json):
     """List model names, backends, weight locations and whether each is usable here."""
     import json

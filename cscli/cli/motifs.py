@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from cscli.cli.options import pass_stream
+from cscli.cli.options import pass_stream, resolve_seed, seed_option
 
 
 @click.command("motifs")
@@ -20,15 +18,15 @@ from cscli.cli.options import pass_stream
               help="Motif catalogue (JSON lines) to merge this run into; motifs not in it are flagged new.")
 @click.option("--export-dir", default=None, metavar="DIR",
               help="Write each unique finite unit as <name>_<hash>.xyz, centred in a 20 Å box.")
-@click.option("--summary", default=None, metavar="FILE",
+@click.option("--table", "table_path", default=None, metavar="FILE.tsv",
               help="Write the motif table as tab-separated text (it is always shown on stderr unless -q).")
 @click.option("--map", "map_path", default=None, metavar="PNG",
               help="t-SNE map of CrystalNN fingerprints (also writes <stem>.csv); stores info['fingerprint'].")
 @click.option("--color-by", type=click.Choice(["motif", "iteration"]), default="motif", show_default=True,
               help="Colour the map by dominant motif or by info['iteration'].")
 @click.option("--keep-cations", is_flag=True, help="Fingerprints with the cations kept (default: removed).")
-@click.option("--seed", type=int, default=0, show_default=True, help="t-SNE random seed.")
-def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, map_path, color_by, keep_cations, seed):
+@seed_option
+def command(frames, settings, exclude, cutoffs, catalogue, export_dir, table_path, map_path, color_by, keep_cations, seed):
     """Find the anion units (P-S graph components) of each frame, name them and count them.
 
     Each output frame gets info['motifs'] (list of {hash, name, count}), info['motif_names'] and
@@ -37,6 +35,7 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
         cscli motifs relaxed.extxyz --catalogue cat.jsonl > tagged.extxyz
     """
     from cscli.core.errors import UsageError
+    from cscli.core.log import get_logger
     from cscli.screen.motifs import Catalogue, MotifSettings, analyze, dominant_motif, export_cluster, format_table, tag_frame
     from cscli.core.stream import add_history, finish, run_stream
 
@@ -49,6 +48,9 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
     msettings = MotifSettings.make(exclude=excl, cutoffs=cutoffs)
     if color_by == "iteration" and not map_path:
         raise UsageError("--color-by needs --map PNG")
+    log = get_logger()
+    if map_path:  # only the t-SNE map draws random numbers
+        seed = resolve_seed(seed)
     cat = Catalogue.load(catalogue)
     if catalogue and settings.resume:
         _merge_unrecorded_output(cat, settings, msettings)
@@ -71,6 +73,7 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
             fp = frame_fingerprint(atoms, remove)
             label = dominant_motif(motifs) if color_by == "motif" else atoms.info.get("iteration", "unknown")
             fp_rows.append((atoms.info["id"], fp, label))
+            atoms.info["tsne_seed"] = seed  # the map's provenance, beside info['fingerprint']
         add_history(atoms, "motifs")
         return atoms
 
@@ -80,22 +83,20 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, summary, 
         if catalogue:
             cat.save(catalogue)
     rows = cat.summary_rows()
-    if not settings.quiet and rows:
-        click.echo(format_table(rows), err=True, nl=False)
-    if summary:
-        with open(summary, "w", encoding="utf-8") as fh:
+    if rows:
+        log.info("motif table\n" + format_table(rows).rstrip("\n"))
+    if table_path:
+        with open(table_path, "w", encoding="utf-8") as fh:
             fh.write(format_table(rows, sep="\t"))
     if map_path and fp_rows:
         from cscli.screen.fingerprints import fingerprint_map
 
         ids, fps, labels = zip(*fp_rows)
         fingerprint_map(list(fps), list(labels), map_path, color_by=color_by, seed=seed, ids=list(ids))
-        if not settings.quiet:
-            print(f"cscli motifs: map of {len(ids)} frames written to {map_path}", file=sys.stderr)
-    if not settings.quiet and catalogue:
+        log.info(f"map of {len(ids)} frames written to {map_path} (t-SNE seed {seed})")
+    if catalogue:
         new = sum(r["new"] for r in rows)
-        print(f"cscli motifs: {len(rows)} motifs, {new} new; catalogue {catalogue} holds {len(cat.records)}",
-              file=sys.stderr)
+        log.info(f"{len(rows)} motifs, {new} new; catalogue {catalogue} holds {len(cat.records)}")
     finish(result, settings)
 
 

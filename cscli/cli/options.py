@@ -50,53 +50,67 @@ def inputs_argument(func):
     return click.argument("inputs", nargs=-1, metavar="[INPUT]...")(func)
 
 
+def output_option(help_text: str = "Output file (- for stdout). A file is appended to and resumed."):
+    return click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help=help_text)
+
+
 def io_options(func):
     """INPUT... (default stdin), -o/--output, formats."""
-    func = click.option("--output-format", type=click.Choice(OUTPUT_FORMATS), default=None,
-                        help="Output format (default: from the extension, extxyz on stdout).")(func)
-    func = click.option("--input-format", type=click.Choice(INPUT_FORMATS), default=None,
-                        help="Input format (default: from the extension, else sniffed).")(func)
-    func = click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
-                        help="Output file (- for stdout). A file is appended to and resumed.")(func)
+    func = output_format_option(func)
+    func = input_format_option(func)
+    func = output_option()(func)
     return inputs_argument(func)
+
+
+def shard_option(func):
+    return click.option("--shard", type=ShardType(), default=None,
+                        help="Process only shard i of n (0-based, split by id hash), or 'auto' from SLURM_ARRAY_TASK_ID.")(func)
+
+
+def no_resume_option(func):
+    return click.option("--no-resume", is_flag=True,
+                        help="Overwrite the output file instead of skipping ids already in it.")(func)
 
 
 def stream_options(func):
     """Resume/shard/failure/progress options of every long command."""
-    func = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")(func)
-    func = click.option("--no-resume", is_flag=True,
-                        help="Overwrite the output file instead of skipping ids already in it.")(func)
-    func = click.option("--failed", default=None, metavar="FILE",
-                        help="Write frames that fail (with info['error']) here; the run exits 0.")(func)
-    func = click.option("--shard", type=ShardType(), default=None,
-                        help="Process only shard i of n (0-based, split by id hash), or 'auto' from SLURM_ARRAY_TASK_ID.")(func)
+    func = quiet_option(func)
+    func = no_resume_option(func)
+    func = failed_option(func)
+    func = shard_option(func)
     return io_options(func)
 
 
+def model_option(default: str | None = None,
+                 help_text: str = "Force field: a name (see `cscli models`) or a model file."):
+    return click.option("-m", "--model", default=default, show_default=True, metavar="NAME_OR_PATH", help=help_text)
+
+
 def model_options(default: str | None = None):
+    """-m/--model and --device."""
+
     def deco(func):
-        func = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                            help="Where the model runs.")(func)
-        func = click.option("-m", "--model", default=default, show_default=True, metavar="NAME_OR_PATH",
-                            help="Force field: a name (see `cscli models`) or a model file.")(func)
-        return func
+        return model_option(default)(device_option(func))
 
     return deco
 
 
 def seed_option(func):
-    return click.option("--seed", type=int, default=None, help="Random seed (reproducible output).")(func)
+    return click.option("--seed", type=int, default=None,
+                        help="Random seed: the same seed gives the same output; without it a seed is drawn and "
+                             "recorded in the output.")(func)
 
 
-def stream_settings(command: str, output, output_format, shard, failed, no_resume, quiet, check=True, min_distance=0.5):
-    """Build StreamOptions from the shared options' values."""
+def stream_settings(command: str, output, output_format, shard, failed, no_resume, quiet, check=True):
+    """Build StreamOptions from the shared options' values (and set the command's message level)."""
     from cscli.core.frames import claim_stdout
+    from cscli.core.log import configure
     from cscli.core.stream import StreamOptions
 
+    configure(command, quiet)
     claim_stdout()
     return StreamOptions(output=output, output_format=output_format, shard=shard, failed=failed,
-                         resume=not no_resume, quiet=quiet, command=f"cscli {command}", check=check,
-                         min_distance=min_distance)
+                         resume=not no_resume, command=f"cscli {command}", check=check)
 
 
 def input_frames(inputs, input_format):
@@ -115,8 +129,19 @@ def input_frames(inputs, input_format):
     return iter_unique_ids(iter_many(inputs or ["-"], input_format))
 
 
+def read_input(inputs, input_format) -> list:
+    """The whole input (commands that need every frame at once); DataError when it holds no frame."""
+    from cscli.core.errors import DataError
+
+    frames = list(input_frames(inputs, input_format))
+    if not frames:
+        raise DataError("no frames in input")
+    return frames
+
+
 def pass_stream(command: str, check: bool = True):
-    """Decorator: turn the shared stream options into ``frames`` and ``settings`` arguments."""
+    """Decorator: turn the shared stream options into ``frames`` and ``settings`` arguments
+    (and add ``--config``)."""
 
     def deco(func):
         @functools.wraps(func)
@@ -124,9 +149,30 @@ def pass_stream(command: str, check: bool = True):
             settings = stream_settings(command, output, output_format, shard, failed, no_resume, quiet, check=check)
             return func(frames=input_frames(inputs, input_format), settings=settings, **kwargs)
 
-        return stream_options(wrapper)
+        return stream_options(config_option(wrapper))
 
     return deco
+
+
+class SectionedCommand(click.Command):
+    """A command whose ``--help`` lists its options in sections: ``sections`` maps a heading to the
+    parameter names under it; options in no section go under "Options"."""
+
+    def __init__(self, *args, sections: dict[str, list[str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sections = sections or {}
+
+    def format_options(self, ctx, formatter):
+        placed = {name for names in self.sections.values() for name in names}
+        by_name = {p.name: p for p in self.get_params(ctx)}
+        general = [p for p in self.get_params(ctx) if p.name not in placed]
+        groups = [("Options", general)] + [(title, [by_name[n] for n in names if n in by_name])
+                                           for title, names in self.sections.items()]
+        for title, params in groups:
+            rows = [r for r in (p.get_help_record(ctx) for p in params) if r is not None]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +222,22 @@ def report_option(func):
                         help="Write a JSON report of the run here.")(func)
 
 
+def write_report(report: dict, path: str) -> None:
+    """Write the ``--report`` JSON (``-``: stdout, the data channel)."""
+    import json
+
+    from cscli.core.frames import data_stdout, to_builtin
+
+    text = json.dumps(to_builtin(report), indent=1) + "\n"
+    if path == "-":
+        out = data_stdout()
+        out.write(text)
+        out.flush()
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def plot_option(what: str = "a plot"):
     return click.option("--plot", "plot_path", default=None, metavar="FILE.png", help=f"Write {what} here.")
 
@@ -183,6 +245,11 @@ def plot_option(what: str = "a plot"):
 def failed_option(func):
     return click.option("--failed", default=None, metavar="FILE",
                         help="Write frames that fail (with info['error']) here; the run exits 0.")(func)
+
+
+def refs_format_option(func):
+    return click.option("--refs-format", type=click.Choice(INPUT_FORMATS), default=None,
+                        help="Format of the --refs files (default: from the extension).")(func)
 
 
 def refs_option(required: bool = False, help_text: str = "Reference frames (repeatable)."):
@@ -199,10 +266,11 @@ def output_format_option(func):
                         help="Output format (default: from the extension, extxyz on stdout).")(func)
 
 
-def command_option(program: str, envvar: str | None = None):
+def command_option(program: str, envvar: str | None = None, help_text: str | None = None, default: str | None = None):
     """``--<program>-command CMD``: how to start an external program (one spelling everywhere)."""
-    return click.option(f"--{program}-command", f"{program.replace('-', '_')}_command", default=None, metavar="CMD",
-                        envvar=envvar, show_envvar=bool(envvar), help=f"Command that runs {program}.")
+    return click.option(f"--{program}-command", f"{program.replace('-', '_')}_command", default=default, metavar="CMD",
+                        envvar=envvar, show_envvar=bool(envvar), show_default=default is not None,
+                        help=help_text or f"Command that runs {program}.")
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -213,7 +281,11 @@ def resolve_seed(seed: int | None) -> int:
         return int(seed)
     import secrets
 
-    return secrets.randbelow(2**31 - 1)
+    from cscli.core.log import get_logger
+
+    drawn = secrets.randbelow(2**31 - 1)
+    get_logger("cscli.cmd").info(f"--seed {drawn} drawn (pass it to reproduce this run)")
+    return drawn
 
 
 def config_option(func):

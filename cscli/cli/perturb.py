@@ -2,7 +2,7 @@
 
 import click
 
-from cscli.cli.options import RangeFloat, pass_stream, seed_option
+from cscli.cli.options import RangeFloat, pass_stream, resolve_seed, seed_option
 
 
 @click.command("perturb")
@@ -20,8 +20,9 @@ def command(frames, settings, copies, sigma, strain, min_distance, seed):
 
     Atoms move by Gaussian displacements of σ ~ U(sigma)·a; the cell takes a random symmetric strain
     of magnitude ~ U(strain). Energies and forces of the parent are dropped (the copies need new
-    labels). With --seed, each copy depends only on (seed, parent id, k): resumed, sharded and
-    reordered runs give the same copies.
+    labels). Each copy depends only on (seed, parent id, k): resumed, sharded and reordered runs
+    with the same --seed give the same copies. Without --seed one is drawn and recorded in
+    info['perturb_seed'].
 
     \b
     Example:
@@ -29,6 +30,8 @@ def command(frames, settings, copies, sigma, strain, min_distance, seed):
     """
     from cscli.explore.perturb import copy_ids, perturb_frame
     from cscli.core.stream import add_history, finish, run_stream
+
+    seed = resolve_seed(seed)
 
     def process(atoms):
         out = perturb_frame(atoms, copies, seed=seed, sigma_rel=sigma, strain=strain, min_distance=min_distance)

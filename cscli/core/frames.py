@@ -45,6 +45,12 @@ entropy-select
     ``delta_entropy`` (nats), ``entropy_select_step`` (1-based order of selection)
 failures
     ``error``           message, on frames written to ``--failed``
+provenance: seeds and model versions (issue 10)
+    ``model_version``   backend package and version beside ``model``, e.g. ``sevenn 0.13.0``
+                        (relax, label with a model)
+    ``dft_select_seed`` seed of ``dft-select --method random``; ``collect_seed`` seed of the
+                        ionic-step sampling of ``collect``; ``tsne_seed`` seed of ``motifs --map``
+                        (each drawn and recorded when ``--seed`` is not given)
 
 Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
 read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives
@@ -556,7 +562,10 @@ def scan_output(path: str, fmt: str | None = None, repair: bool = True) -> set[s
                 good_end = fh.tell()
     size = p.stat().st_size
     if repair and good_end < size:
-        print(f"cscli: {path}: dropping a torn last frame ({size - good_end} bytes) left by an interrupted run", file=sys.stderr)
+        from cscli.core.log import get_logger
+
+        get_logger(__name__).warning(f"{path}: dropping a torn last frame ({size - good_end} bytes) left by an "
+                                     "interrupted run")
         with open(p, "r+b") as fh:
             fh.truncate(good_end)
     return ids

@@ -27,6 +27,21 @@ class _CommandFormatter(logging.Formatter):
         return f"{self.command}: {message}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (claim_stdout, pytest)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure(command: str, quiet: bool = False) -> logging.Logger:
     """Route every ``cscli.*`` logger to stderr with the ``cscli CMD:`` prefix; ``quiet`` keeps
     warnings and errors only. Returns the command's logger. Safe to call more than once."""
@@ -34,7 +49,7 @@ def configure(command: str, quiet: bool = False) -> logging.Logger:
     for handler in list(root.handlers):
         if getattr(handler, "_cscli", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler._cscli = True  # type: ignore[attr-defined]
     handler.setFormatter(_CommandFormatter(command if command.startswith("cscli") else f"cscli {command}"))
     root.addHandler(handler)

@@ -1,7 +1,8 @@
 """Force-field loading: one function, every backend, offline.
 
 ``load_calculator(NAME_OR_PATH, device)`` returns an ASE calculator with ``calc.cscli_model`` set to
-a name that is written into each frame (``info['model']``).
+a name that is written into each frame (``info['model']``) and ``calc.cscli_model_version`` set to
+the backend package and its version (``info['model_version']``, e.g. ``sevenn 0.13.0``).
 
 Names (``cscli models`` lists them with where the weights are looked for):
 
@@ -39,6 +40,9 @@ MATTERSIM_FILES = {"mattersim-1m": "mattersim-v1.0.0-1M.pth", "mattersim-5m": "m
 DPA3_FILES = ("DPA-3.1-3M.pt", "DPA-3.1-3M.pth", "dpa-3.1-3m.pt", "dpa-3.1-3m.pth")
 SEVENNET_NAMES = ("7net-0", "7net-mf-0", "7net-l3i5")
 BACKENDS = ("chgnet", "sevennet", "mattersim", "deepmd", "mace")
+#: the distribution that provides each backend (its version is recorded beside the model name)
+BACKEND_PACKAGES = {"chgnet": "chgnet", "sevennet": "sevenn", "mattersim": "mattersim", "deepmd": "deepmd-kit",
+                    "mace": "mace-torch"}
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,30 @@ def load_calculator(name_or_path: str | None = None, device: str = "auto"):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"{spec.name}: cannot load model: {first}") from None
     calc.cscli_model = spec.name
+    calc.cscli_model_version = backend_version(spec.backend)
     return calc
+
+
+def backend_version(backend: str) -> str:
+    """``"<package> <version>"`` of a backend (``"<package> unknown"`` when not installed as a
+    distribution), for ``info['model_version']``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = BACKEND_PACKAGES.get(backend, backend)
+    try:
+        return f"{package} {version(package)}"
+    except PackageNotFoundError:
+        return f"{package} unknown"
+
+
+def store_model(atoms, calc) -> None:
+    """Write the model's name and backend version into ``atoms.info`` (``model``, ``model_version``)."""
+    name = getattr(calc, "cscli_model", None)
+    if name:
+        atoms.info["model"] = name
+    version = getattr(calc, "cscli_model_version", None)
+    if version:
+        atoms.info["model_version"] = version
 
 
 def _load_chgnet(spec: ModelSpec, device: str):

@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING
 
 from cscli.core.errors import CscliError, DataError, FrameError, UsageError
 from cscli.core.frames import FrameWriter, check_frame, remove_if_empty, scan_output
+from cscli.core.log import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
+
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,8 @@ class StreamOptions:
     shard: Shard | None = None
     failed: str | None = None
     resume: bool = True
-    quiet: bool = False
     command: str = "cscli"
     check: bool = True  # run check_frame on each input
-    min_distance: float = 0.5
 
 
 @dataclass
@@ -94,17 +95,85 @@ class StreamSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _progress(iterable, quiet: bool, desc: str):
-    if quiet:
-        return iterable
+def progress(iterable=None, desc: str = "cscli", total: int | None = None, unit: str = "frame"):
+    """A tqdm bar on stderr, or the bare iterable (a no-op bar) when the command runs with ``-q``."""
+    from cscli.core.log import is_quiet
+
+    if is_quiet():
+        return iterable if iterable is not None else _NoBar()
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False)
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def add_history(atoms: Atoms, entry: str) -> None:
     prev = atoms.info.get("history")
     atoms.info["history"] = f"{prev};{entry}" if prev else entry
+
+
+class FrameSink:
+    """The resumable output of a run: ids already in an output *file* are ``done`` (resume), each
+    new frame is written and flushed at once, failures go to ``--failed`` with ``info['error']``.
+    Counts land in ``summary``. Use it as a context manager; a closed reader (``| head``) ends the
+    writing quietly, keeping what was written."""
+
+    def __init__(self, options: StreamOptions):
+        self.options = options
+        self.summary = StreamSummary()
+        to_file = options.output != "-"
+        self.done: set[str] = scan_output(options.output, options.output_format) if to_file and options.resume else set()
+        self.writer = FrameWriter(options.output, options.output_format, append=to_file and options.resume)
+        self._failed_writer = None
+
+    def is_done(self, ids: Iterable[str]) -> bool:
+        """True when every id is in the output already."""
+        return bool(self.done) and all(i in self.done for i in ids)
+
+    def write(self, atoms: Atoms) -> bool:
+        """Write one frame unless its id is done; True when written."""
+        fid = atoms.info["id"]
+        if fid in self.done:
+            return False
+        self.writer.write(atoms)
+        self.done.add(fid)
+        self.summary.written += 1
+        return True
+
+    def fail(self, frame_id: str, message: str, atoms: Atoms | None = None) -> None:
+        """Report one failed frame (one line) and keep it in ``--failed`` when there is a frame."""
+        self.summary.failed += 1
+        self.summary.failures.append((frame_id, message))
+        _log.warning(f"frame {frame_id} failed: {message}")
+        if atoms is not None and self.options.failed:
+            if self._failed_writer is None:
+                self._failed_writer = FrameWriter(self.options.failed, append=True)
+            bad = atoms.copy()
+            bad.info["error"] = message
+            self._failed_writer.write(bad)
+
+    def close(self) -> None:
+        self.writer.close()
+        if self._failed_writer is not None:
+            self._failed_writer.close()
+
+    def __enter__(self) -> FrameSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close()
+        if exc_type is BrokenPipeError:
+            # the reader went away (e.g. `| head`); what was written stays written
+            _silence_stdout()
+            return True
+        return False
 
 
 def run_stream(
@@ -118,57 +187,29 @@ def run_stream(
     ``output_ids(atoms)`` names the ids a frame will produce (default: its own id); a frame is
     skipped on resume only when all of them are already in the output.
     """
-    summary = StreamSummary()
-    done: set[str] = set()
-    to_file = options.output != "-"
-    if to_file and options.resume:
-        done = scan_output(options.output, options.output_format)
-    writer = FrameWriter(options.output, options.output_format, append=to_file and options.resume)
-    failed_writer = None
-    try:
-        for atoms in _progress(frames, options.quiet, options.command):
+    sink = FrameSink(options)
+    summary = sink.summary
+    with sink:
+        for atoms in progress(frames, options.command):
             summary.read += 1
             fid = atoms.info["id"]
             if options.shard is not None and not options.shard.keeps(fid):
                 summary.skipped_shard += 1
                 continue
-            wanted = output_ids(atoms) if output_ids else [fid]
-            if done and all(w in done for w in wanted):
+            if sink.is_done(output_ids(atoms) if output_ids else [fid]):
                 summary.skipped_done += 1
                 continue
             try:
                 if options.check:
-                    check_frame(atoms, options.min_distance)
+                    check_frame(atoms)
                 result = process(atoms)
             except (UsageError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # one bad frame must not end the run
-                message = _one_line(exc)
-                summary.failed += 1
-                summary.failures.append((fid, message))
-                print(f"{options.command}: frame {fid} failed: {message}", file=sys.stderr)
-                if options.failed:
-                    if failed_writer is None:
-                        failed_writer = FrameWriter(options.failed, append=True)
-                    bad = atoms.copy()
-                    bad.info["error"] = message
-                    failed_writer.write(bad)
+                sink.fail(fid, _one_line(exc), atoms)
                 continue
-            results = result if isinstance(result, list) else [result]
-            for out in results:
-                out_id = out.info["id"]
-                if out_id in done:
-                    continue
-                writer.write(out)
-                done.add(out_id)
-                summary.written += 1
-    except BrokenPipeError:
-        # the reader went away (e.g. `| head`); what was written stays written
-        _silence_stdout()
-    finally:
-        writer.close()
-        if failed_writer is not None:
-            failed_writer.close()
+            for out in result if isinstance(result, list) else [result]:
+                sink.write(out)
     return summary
 
 
@@ -197,17 +238,21 @@ def finish(summary: StreamSummary, options: StreamOptions, what: str = "frames")
     """
     if summary.read == 0:
         raise DataError("no frames in input")
-    if not options.quiet:
-        parts = [f"{summary.written} {what} written"]
-        if summary.skipped_done:
-            parts.append(f"{summary.skipped_done} already done")
-        if summary.skipped_shard:
-            parts.append(f"{summary.skipped_shard} in other shards")
-        if summary.failed:
-            parts.append(f"{summary.failed} failed" + (f" (see {options.failed})" if options.failed else ""))
-        print(f"{options.command}: " + ", ".join(parts), file=sys.stderr)
+    _log.info(summary_line(summary, options, what))
     if summary.failed and not options.failed:
         raise DataError(f"{summary.failed} of {summary.read} frames failed (pass --failed FILE to keep them and exit 0)")
+
+
+def summary_line(summary: StreamSummary, options: StreamOptions, what: str = "frames") -> str:
+    """``N frames written, K already done, S in other shards, F failed (see FILE)``."""
+    parts = [f"{summary.written} {what} written"]
+    if summary.skipped_done:
+        parts.append(f"{summary.skipped_done} already done")
+    if summary.skipped_shard:
+        parts.append(f"{summary.skipped_shard} in other shards")
+    if summary.failed:
+        parts.append(f"{summary.failed} failed" + (f" (see {options.failed})" if options.failed else ""))
+    return ", ".join(parts)
 
 
 def iter_unique_ids(frames: Iterable[Atoms]) -> Iterator[Atoms]:
@@ -228,6 +273,7 @@ def nan_check(value: float, what: str) -> float:
 
 
 __all__ = [
+    "FrameSink",
     "Shard",
     "StreamOptions",
     "StreamSummary",
@@ -236,7 +282,9 @@ __all__ = [
     "iter_unique_ids",
     "nan_check",
     "parse_shard",
+    "progress",
     "remove_if_empty",
     "run_stream",
     "shard_of",
+    "summary_line",
 ]

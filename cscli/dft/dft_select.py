@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cscli.core.errors import DataError, UsageError
+from cscli.core.errors import UsageError
 from cscli.core.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover

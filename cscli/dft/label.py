@@ -3,7 +3,7 @@
 Three labellers, each a function ``Atoms -> Atoms`` for :func:`cscli.core.stream.run_stream`:
 
 * ``gpaw``  — real PBE DFT offline with GPAW in plane-wave mode. GPAW runs in a separate
-  interpreter (``--gpaw-python``, default ``/usr/bin/python3``, the one Debian's ``gpaw``
+  interpreter (``--gpaw-command``, default ``/usr/bin/python3``, the one Debian's ``gpaw``
   package is built for) through :mod:`cscli.dft.gpaw_worker`, one process per frame, request and
   result passed as JSON files. ``label_method = dft-gpaw``.
 * ``vasp``  — VASP through ASE's ``Vasp`` calculator with the INCAR of the seed paper's
@@ -28,7 +28,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,14 +118,14 @@ def check_gpaw(python: str) -> str:
     """GPAW version under ``python`` (a command line); UsageError with the fix when absent."""
     cmd = shlex.split(python)
     if not cmd or shutil.which(cmd[0]) is None:
-        raise UsageError(f"--gpaw-python {python!r}: not found; install Debian's gpaw and gpaw-data "
-                         "(apt-get install gpaw gpaw-data) or point --gpaw-python at a Python with GPAW")
+        raise UsageError(f"--gpaw-command {python!r}: not found; install Debian's gpaw and gpaw-data "
+                         "(apt-get install gpaw gpaw-data) or point --gpaw-command at a Python with GPAW")
     probe = subprocess.run([*cmd, "-c", "import gpaw; print(gpaw.__version__)"], capture_output=True, text=True,
                            env=_worker_env())
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UsageError(f"--gpaw-python {python!r} cannot import gpaw ({last}); install Debian's gpaw and "
-                         "gpaw-data or point --gpaw-python at a Python with GPAW")
+        raise UsageError(f"--gpaw-command {python!r} cannot import gpaw ({last}); install Debian's gpaw and "
+                         "gpaw-data or point --gpaw-command at a Python with GPAW")
     return probe.stdout.strip().splitlines()[-1]
 
 
@@ -178,7 +178,7 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
             tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
             raise FrameError(f"GPAW worker produced no result: {tail}")
         result = json.loads(res.read_text())
-        if not workdir:  # with --workdir the GPAW text logs and request/result files stay
+        if not workdir:  # with --work-dir the GPAW text logs and request/result files stay
             shutil.rmtree(base, ignore_errors=True)
         if "error" in result:
             raise FrameError(f"GPAW failed: {result['error']}")
@@ -280,7 +280,7 @@ def vasp_labeller(workdir: str, encut: float = 520.0, command: str | None = None
 
 def model_labeller(model: str | None, device: str = "auto"):
     """Label with a cscli force field, marked as an oracle stand-in, not DFT."""
-    from cscli.core.models import load_calculator
+    from cscli.core.models import load_calculator, store_model
 
     calc = load_calculator(model, device=device)
     name = getattr(calc, "cscli_model", None) or model or "default"
@@ -298,13 +298,9 @@ def model_labeller(model: str | None, device: str = "auto"):
         _clear_labels(atoms)
         _store(atoms, energy, forces, stress)
         atoms.info["label_method"] = f"mlff-oracle:{name}"
-        atoms.info["model"] = name
+        store_model(atoms, calc)
         return atoms
 
     label.description = f"MLFF oracle {name} (not DFT)"
     label.tag = f"mlff-oracle:{name}"
     return label
-
-
-def settings_dict(settings: GpawSettings) -> dict:
-    return asdict(settings)

@@ -24,16 +24,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cscli.core.errors import DataError, UsageError
+from cscli.core.log import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
+
+_log = get_logger(__name__)
 
 ENCUT = 520.0  # eV
 EDIFF_PER_ATOM = 5e-5  # eV/atom
@@ -93,6 +95,23 @@ class VaspWriteReport:
     folders: list[str]
     potcars_written: int
     script: str
+
+
+def incar_settings(pairs) -> dict:
+    """``--incar`` KEY=VALUE pairs (values already numbers where they parse) → INCAR tags: keys
+    upper-cased, Fortran/pymatgen booleans (``.TRUE.``, ``T``, ``false``…) as bools."""
+    out = {}
+    for key, value in pairs:
+        if isinstance(value, str):
+            flag = value.strip().upper()
+            if flag in (".TRUE.", "TRUE", "T"):
+                value = True
+            elif flag in (".FALSE.", "FALSE", "F"):
+                value = False
+            else:
+                value = value.strip()
+        out[str(key).strip().upper()] = value
+    return out
 
 
 def write_vasp_inputs(frames: Sequence[Atoms], root: str, slurm: dict | None = None,
@@ -444,8 +463,10 @@ def sample_steps(usable: Sequence[int], n_steps: int, per_run: tuple[int, int], 
 
 def collect_runs(folders: Sequence[Path], per_run: tuple[int, int] = (5, 5), seed: int | None = 0,
                  all_steps: bool = False, require_converged: bool = False,
-                 keep_scf_unconverged: bool = False, quiet: bool = False):
-    """Yield collected frames; reports accumulate in the returned list (filled while iterating)."""
+                 keep_scf_unconverged: bool = False):
+    """Yield collected frames; reports accumulate in the returned list (filled while iterating).
+    Runs that failed, did not converge or hit NELM are reported as warnings. With sampled steps
+    (not ``all_steps``) each frame records the seed in ``info['collect_seed']``."""
     import hashlib
 
     import numpy as np
@@ -457,10 +478,10 @@ def collect_runs(folders: Sequence[Path], per_run: tuple[int, int] = (5, 5), see
             frames, report = read_run(folder)
             reports.append(report)
             if not frames:
-                _say(False, f"cscli collect: {folder}: failed: {report.message}")
+                _log.warning(f"{folder}: failed: {report.message}")
                 continue
             if report.status != "ok" or report.scf_unconverged_steps:
-                _say(False, f"cscli collect: {folder}: {report.status}: {report.message}")
+                _log.warning(f"{folder}: {report.status}: {report.message}")
             if require_converged and report.status != "ok":
                 report.message += " (skipped: --require-converged)"
                 continue
@@ -474,14 +495,11 @@ def collect_runs(folders: Sequence[Path], per_run: tuple[int, int] = (5, 5), see
                 chosen = sample_steps(usable, len(frames), per_run, rng)
             report.collected_steps = list(chosen)
             for i in chosen:
+                if not all_steps:
+                    frames[i].info["collect_seed"] = seed
                 yield frames[i]
 
     return gen(), reports
-
-
-def _say(quiet: bool, text: str) -> None:
-    if not quiet:
-        print(text, file=sys.stderr)
 
 
 __all__ = [

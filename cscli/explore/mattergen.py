@@ -1,9 +1,12 @@
 """Drive MatterGen (an external program in its own environment) and prepare its fine-tuning data.
 
-MatterGen pins its own torch/numpy, so cscli never imports it: it runs ``mattergen-generate`` and
-``csv-to-dataset`` as commands. The command is configurable (``--mattergen-cmd``, or
-``$CSCLI_MATTERGEN_CMD``; default ``mattergen-generate`` on PATH), e.g.
-``"conda run -n mattergen mattergen-generate"`` or ``/opt/mattergen/.venv/bin/mattergen-generate``.
+MatterGen pins its own torch/numpy, so cscli never imports it: it runs ``mattergen-generate``,
+``csv-to-dataset`` and ``mattergen-finetune`` as commands. This module is the one place that
+configures them: ``--mattergen-command``, else ``$CSCLI_MATTERGEN_CMD`` (default
+``mattergen-generate`` on PATH), e.g. ``"conda run -n mattergen mattergen-generate"`` or
+``/opt/mattergen/.venv/bin/mattergen-generate``; the other entry points run the same way
+(:func:`sibling_command`), or behind the prefix in ``$CSCLI_MATTERGEN`` (a bin folder or a wrapper
+such as ``"conda run -n mattergen"``, :func:`mattergen_command`).
 
 Streaming: ``mattergen-generate`` writes its results only when all batches are done (a crash loses
 everything, mattergen issue #88), so cscli runs it once per batch (``--num_batches=1``, its own
@@ -27,7 +30,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,11 +38,15 @@ from typing import TYPE_CHECKING
 
 from cscli.core.errors import DataError, ModelError, UsageError
 from cscli.core.frames import info_number
+from cscli.core.log import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
+_log = get_logger(__name__)
+
 ENV_COMMAND = "CSCLI_MATTERGEN_CMD"
+ENV_PREFIX = "CSCLI_MATTERGEN"
 ENV_CSV_COMMAND = "CSCLI_MATTERGEN_CSV_CMD"
 DEFAULT_COMMAND = "mattergen-generate"
 DEFAULT_PRETRAINED = "chemical_system_energy_above_hull"
@@ -82,6 +88,29 @@ def sibling_command(generate_cmd: list[str], name: str) -> list[str]:
     return [name]
 
 
+def mattergen_command(name: str) -> list[str] | None:
+    """Command line for a MatterGen entry point (``mattergen-finetune``, ``csv-to-dataset``…), or
+    None when MatterGen is not configured.
+
+    ``$CSCLI_MATTERGEN`` (a bin folder or a wrapper prefix) wins; else the entry point is run the
+    way `cscli generate` runs ``mattergen-generate`` (``$CSCLI_MATTERGEN_CMD``); else PATH.
+    """
+    prefix = os.environ.get(ENV_PREFIX, "").strip()
+    if not prefix and os.environ.get(ENV_COMMAND):
+        argv = sibling_command(resolve_command(), name)
+        return argv if shutil.which(argv[0]) else None
+    if prefix:
+        if os.path.isdir(prefix):
+            exe = Path(prefix) / name
+            return [str(exe)] if exe.exists() else None
+        words = shlex.split(prefix)
+        if shutil.which(words[0]) is None:  # e.g. a folder that does not exist, or no conda
+            return None
+        return [*words, name]
+    found = shutil.which(name)
+    return [found] if found else None
+
+
 def check_program(argv: list[str], what: str = "MatterGen") -> str:
     """The program's path, or ModelError saying how to point cscli at it."""
     prog = argv[0]
@@ -89,7 +118,7 @@ def check_program(argv: list[str], what: str = "MatterGen") -> str:
     if found is None:
         raise ModelError(
             f"{what} program {prog!r} not found (command: {shlex.join(argv)}). MatterGen lives in its own "
-            f"environment (install it from its repository); point cscli at it with --mattergen-cmd or "
+            f"environment (install it from its repository); point cscli at it with --mattergen-command or "
             f"${ENV_COMMAND}, e.g. \"conda run -n mattergen mattergen-generate\", or use --backend random")
     return found
 
@@ -265,7 +294,6 @@ class MatterGenRun:
     pretrained_name: str | None = None
     seed: int | None = None
     iteration: int = 0
-    quiet: bool = False
     keep_outside: bool = False
     stats: dict = field(default_factory=lambda: {"batches_run": 0, "batches_skipped": 0, "generated": 0,
                                                  "outside_system": 0, "written": 0})
@@ -314,9 +342,10 @@ class MatterGenRun:
             self.stats["batches_run"] += 1
             self.stats["generated"] += len(frames)
             self.stats["outside_system"] += len(outside)
-            if outside and not self.quiet:
-                print(f"cscli generate: batch {batch.name}: dropped {len(outside)} of {len(frames)} structures outside "
-                      f"{system} ({', '.join(sorted({a.get_chemical_formula() for a in outside}))})", file=sys.stderr)
+            if outside:
+                _log.info(f"batch {batch.name}: {'kept' if self.keep_outside else 'dropped'} {len(outside)} of "
+                          f"{len(frames)} structures outside {system} "
+                          f"({', '.join(sorted({a.get_chemical_formula() for a in outside}))})")
             yield from inside
             if self.keep_outside:
                 for a in outside:
@@ -328,8 +357,7 @@ class MatterGenRun:
         bdir.mkdir(parents=True, exist_ok=True)
         argv = build_generate_argv(self.command, str(bdir), batch, system, self.guidance, self.model_path,
                                    self.pretrained_name)
-        if not self.quiet:
-            print(f"cscli generate: batch {batch.name} ({batch.size} structures): {shlex.join(argv)}", file=sys.stderr)
+        _log.info(f"batch {batch.name} ({batch.size} structures): {shlex.join(argv)}")
         log = bdir / "mattergen.log"
         with open(log, "w") as fh:
             try:
@@ -429,13 +457,11 @@ def build_csv_to_dataset_argv(command: list[str], csv_folder: str, dataset_name:
                             "--cache-folder", str(cache_folder)]
 
 
-def run_csv_to_dataset(command: list[str], csv_folder: str, dataset_name: str, cache_folder: str,
-                       quiet: bool = False) -> Path:
+def run_csv_to_dataset(command: list[str], csv_folder: str, dataset_name: str, cache_folder: str) -> Path:
     """Run MatterGen's ``csv-to-dataset``; returns the cache folder of the dataset."""
     check_program(command, "MatterGen csv-to-dataset")
     argv = build_csv_to_dataset_argv(command, csv_folder, dataset_name, cache_folder)
-    if not quiet:
-        print(f"cscli generate: {shlex.join(argv)}", file=sys.stderr)
+    _log.info(shlex.join(argv))
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])

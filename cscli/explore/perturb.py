@@ -77,16 +77,19 @@ def perturb_frame(
     """``n`` perturbed copies with ids ``<id>.p<k>`` and ``parent_id``.
 
     Reproducible: the random stream of each copy depends only on (seed, parent id, k), so shards,
-    resumed runs and reordered inputs give the same copies.
+    resumed runs and reordered inputs give the same copies. Without a seed one is drawn; either
+    way it is recorded in ``info['perturb_seed']``.
     """
     parent = str(atoms.info["id"])
+    if seed is None:  # drawn, and recorded in perturb_seed like a given one
+        seed = int(np.random.SeedSequence().entropy % 2**31)
+    key = np.frombuffer(parent.encode("utf-8"), dtype=np.uint8).astype(np.uint32).tolist()
     out = []
     for k, cid in enumerate(copy_ids(parent, n)):
-        key = np.frombuffer(parent.encode("utf-8"), dtype=np.uint8).astype(np.uint32).tolist()
-        rng = np.random.default_rng([seed if seed is not None else np.random.SeedSequence().entropy % 2**32, k, *key])
+        rng = np.random.default_rng([int(seed), k, *key])
         new = perturb_once(atoms, rng, sigma_rel, strain, min_distance)
         new.info["id"] = cid
         new.info["parent_id"] = parent
-        new.info["perturb_seed"] = seed if seed is not None else -1
+        new.info["perturb_seed"] = int(seed)
         out.append(new)
     return out

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cscli.core.errors import FrameError, UsageError
+from cscli.core.models import store_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -25,8 +26,9 @@ def _optimizer_class(name: str):
     return getattr(ase.optimize, key)
 
 
-def store_results(atoms: Atoms, calc, model: str | None = None) -> Atoms:
-    """Evaluate ``calc`` on ``atoms`` and write energy/forces/stress into info/arrays."""
+def store_results(atoms: Atoms, calc) -> Atoms:
+    """Evaluate ``calc`` on ``atoms`` and write energy/forces/stress into info/arrays, and the model
+    that made them (``model``, ``model_version``) when ``calc`` came from ``load_calculator``."""
     atoms.calc = calc
     try:
         energy = float(atoms.get_potential_energy())
@@ -41,8 +43,7 @@ def store_results(atoms: Atoms, calc, model: str | None = None) -> Atoms:
     atoms.arrays["forces"] = forces
     if stress is not None:
         atoms.info["stress"] = stress
-    if model:
-        atoms.info["model"] = model
+    store_model(atoms, calc)
     return atoms
 
 
@@ -79,7 +80,7 @@ def relax_atoms(
     final_fmax = float(np.sqrt((target.get_forces() ** 2).sum(axis=1).max()))
     result = work.copy()
     result.info = dict(atoms.info)
-    store_results(result, calc, getattr(calc, "cscli_model", None))
+    store_results(result, calc)
     if not math.isfinite(final_fmax):
         raise FrameError("relaxation diverged (non-finite forces)")
     if result.get_volume() > 20 * atoms.get_volume() if atoms.pbc.all() else False:

@@ -424,39 +424,27 @@ def plot_report(report: dict, path: str) -> None:
 def entropy_select(frames: Sequence[Atoms], train: Sequence[Atoms] = (), n: int | None = None,
                    strategy: str = "greedy", min_dh: float | None = None, h: float = DEFAULT_BANDWIDTH,
                    k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, method: str = "auto",
-                   ann_neighbors: int = DEFAULT_ANN_NEIGHBORS, seed: int | None = 0,
-                   progress: bool = False) -> tuple[list[Atoms], dict]:
+                   ann_neighbors: int = DEFAULT_ANN_NEIGHBORS, seed: int | None = 0) -> tuple[list[Atoms], dict]:
     """Descriptors + :func:`select` on frames: the selected frames (copies, in selection order, with
-    ``info['delta_entropy']`` and ``info['entropy_select_step']``) and the JSON report."""
+    ``info['delta_entropy']`` and ``info['entropy_select_step']``) and the JSON report. Progress
+    bars on stderr unless the command runs with ``-q``."""
     from cscli.core.errors import DataError
+    from cscli.core.stream import progress
 
     if not frames:
         raise DataError("no candidate frames")
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        frames_iter = tqdm(frames, desc="descriptors", unit="frame", file=sys.stderr, leave=False)
-    else:
-        frames_iter = frames
-    cx, cf = descriptors(list(frames_iter), k=k, cutoff=cutoff)
+    cx, cf = descriptors(list(progress(frames, "descriptors")), k=k, cutoff=cutoff)
     tx, _ = descriptors(list(train), k=k, cutoff=cutoff)
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=n or len(frames), desc="selecting", unit="frame", file=sys.stderr, leave=False)
+    bar = progress(desc="selecting", total=n or len(frames))
     ann = {"seed": seed, "n_neighbors": ann_neighbors}
-    result = select(cx, cf, len(frames), tx, n=n, strategy=strategy, min_dh=min_dh, h=h, method=method,
-                    progress=bar.update if bar is not None else None, **ann)
-    if bar is not None:
+    try:
+        result = select(cx, cf, len(frames), tx, n=n, strategy=strategy, min_dh=min_dh, h=h, method=method,
+                        progress=bar.update, **ann)
+    finally:
         bar.close()
     ids = [str(a.info.get("id", i)) for i, a in enumerate(frames)]
     settings = {"strategy": strategy, "bandwidth": h, "k": k, "cutoff": cutoff, "n_requested": n,
-                "ann_neighbors": ann_neighbors,
+                "ann_neighbors": ann_neighbors, "seed": seed,
                 "min_dh": min_dh, "n_train_frames": len(train)}
     report = selection_report(result, ids, settings)
     selected = []

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cscli.core.errors import FrameError
+from cscli.core.errors import CscliError, DataError, FrameError
 from cscli.core.frames import info_number
+from cscli.core.log import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -84,6 +85,79 @@ def sun_flags(frames: list[Atoms], refs: list[Atoms], options: MatchOptions, e_h
     return result
 
 
+@dataclass
+class SunBatch:
+    """The outcome of :func:`sun_filter`: the assessable frames, flagged in ``info``, in input
+    order; the frames that could not be assessed with their one-line reason; the summary counts."""
+
+    frames: list
+    failed: list[tuple]  # (atoms, message)
+    summary: dict
+
+
+def sun_filter(frames: list[Atoms], refs: list[Atoms] | None, options: MatchOptions, e_hull_max: float = 0.1,
+               jobs: int = 1, allow_mixed_models: bool = False, keep_failed: bool = False) -> SunBatch:
+    """Flag a whole batch: fill in e_hull from energy-carrying ``refs`` where a frame lacks it, set
+    aside frames that cannot be assessed (no or non-finite e_hull, not periodic), then write
+    ``is_stable``/``is_unique``/``is_novel``/``is_sun``/``duplicate_of``/``matches_reference``
+    into each remaining frame's ``info``. Without ``refs`` novelty is checked against the shipped
+    Li-P-S reference phases. Unassessable frames are a DataError unless ``keep_failed``."""
+    from cscli.screen.hull import Hull
+    from cscli.screen.matching import atoms_to_structure
+
+    log = get_logger(__name__)
+    if refs:
+        ref_frames = list(refs)
+    else:
+        from cscli.core.datafiles import reference_phases_path
+        from cscli.core.frames import read_frames
+
+        ref_frames = read_frames(str(reference_phases_path()))
+        log.info(f"no --refs: novelty against the {len(ref_frames)} shipped Li-P-S reference phases")
+    # stability needs e_hull; compute it from the references when they carry energies
+    lacking = [a for a in frames if a.info.get("e_hull") is None]
+    hull = None
+    if lacking and refs and all(a.info.get("energy") is not None for a in ref_frames):
+        hull = Hull.from_frames(ref_frames, allow_mixed=allow_mixed_models)
+        log.info(f"{len(lacking)} frames lack e_hull: computing it against the {hull.n_refs} references")
+    good, bad = [], []
+    for atoms in frames:
+        try:
+            if atoms.info.get("e_hull") is None and hull is not None:
+                message = hull.check_model(atoms, allow_mixed_models)
+                if message:
+                    log.warning(message)
+                atoms.info.update(hull.evaluate(atoms))
+            e_hull_of(atoms)  # missing (no references to compute it), NaN or not a number: a frame failure
+            atoms_to_structure(atoms)
+            good.append(atoms)
+        except CscliError as exc:
+            bad.append((atoms, str(exc)))
+    for atoms, message in bad[:5]:
+        log.warning(message)
+    if bad and not keep_failed:
+        raise DataError(f"{len(bad)} of {len(frames)} frames cannot be assessed (pass --failed FILE to set them aside)")
+    for atoms in ref_frames:
+        atoms_to_structure(atoms)  # a non-periodic reference is an input error, not a frame failure
+
+    result = sun_flags(good, ref_frames, options, e_hull_max=e_hull_max, jobs=jobs)
+    for i, atoms in enumerate(good):
+        info = atoms.info
+        info["is_stable"] = bool(result.is_stable[i])
+        info["is_unique"] = bool(result.is_unique[i])
+        info["is_novel"] = bool(result.is_novel[i])
+        info["is_sun"] = bool(result.is_sun[i])
+        for key in ("duplicate_of", "matches_reference"):
+            info.pop(key, None)
+        if result.duplicate_of[i] is not None:
+            info["duplicate_of"] = str(good[result.duplicate_of[i]].info["id"])
+        if result.matches_reference[i] is not None:
+            info["matches_reference"] = str(ref_frames[result.matches_reference[i]].info["id"])
+    summary = dict(result.summary)
+    summary["failed"] = len(bad)
+    return SunBatch(good, bad, summary)
+
+
 def format_summary(summary: dict) -> str:
     n = summary["frames"]
     parts = [f"{summary[k]} {k.replace('_', '+')} ({summary['ratios'][k]:.1%})"
@@ -91,4 +165,4 @@ def format_summary(summary: dict) -> str:
     return f"{n} frames: " + ", ".join(parts).replace("sun (", "S.U.N. (")
 
 
-__all__ = ["SunResult", "e_hull_of", "format_summary", "sun_flags"]
+__all__ = ["SunBatch", "SunResult", "e_hull_of", "format_summary", "sun_filter", "sun_flags"]

@@ -11,15 +11,13 @@ The property ``energy_above_hull`` is read from ``info['e_hull']`` (eV/atom, wri
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cscli.core.errors import ModelError
+from cscli.explore.mattergen import mattergen_command  # the one MatterGen configuration
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -31,30 +29,6 @@ def write_dataset_csv(frames: Sequence[Atoms], path: str | Path, properties: Seq
 
     write_csv_rows(frames_to_csv_rows(frames, tuple(properties)), path)
     return Path(path)
-
-
-def mattergen_command(name: str) -> list[str] | None:
-    """Command line prefix for a MatterGen entry point, or None when MatterGen is not configured.
-
-    ``$CSCLI_MATTERGEN`` (a bin folder or a wrapper prefix) wins; else the entry point is run the
-    way `cscli generate` runs ``mattergen-generate`` (``$CSCLI_MATTERGEN_CMD``); else PATH.
-    """
-    prefix = os.environ.get("CSCLI_MATTERGEN", "").strip()
-    if not prefix and os.environ.get("CSCLI_MATTERGEN_CMD"):
-        from cscli.explore.mattergen import resolve_command, sibling_command
-
-        argv = sibling_command(resolve_command(), name)
-        return argv if shutil.which(argv[0]) else None
-    if prefix:
-        if os.path.isdir(prefix):
-            exe = Path(prefix) / name
-            return [str(exe)] if exe.exists() else None
-        words = shlex.split(prefix)
-        if shutil.which(words[0]) is None:  # e.g. a folder that does not exist, or no conda
-            return None
-        return [*words, name]
-    found = shutil.which(name)
-    return [found] if found else None
 
 
 def finetune_command(dataset_dir: Path, properties: Sequence[str], init: str | None = None,
