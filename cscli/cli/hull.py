@@ -8,7 +8,7 @@ from cscli.cli.options import pass_stream
 
 
 @click.command("hull")
-@pass_stream("hull", check=False)
+@pass_stream("hull")
 @click.option("--refs", "refs", multiple=True, required=True, metavar="FILE",
               help="Reference frames with energies (repeatable): relaxed reference phases, earlier iterations.")
 @click.option("--refs-format", type=click.Choice(["extxyz", "jsonl", "cif", "poscar"]), default=None,

@@ -81,6 +81,9 @@ _EXTENSIONS = {
 CALC_INFO_KEYS = ("energy", "free_energy", "stress")
 CALC_ARRAY_KEYS = ("forces",)
 DEFAULT_MIN_DISTANCE = 0.5  # Å; closer atoms mean a broken structure, not chemistry
+MIN_CELL_HEIGHT = 1e-3  # Å between lattice planes of a periodic direction; thinner is a flat cell
+MAX_ATOMIC_NUMBER = 118
+NOT_A_STRUCTURE = "not a structure file (extxyz/jsonl/cif/poscar)"
 
 
 def format_from_path(path: str) -> str | None:
@@ -212,6 +215,7 @@ def _exc_text(exc: BaseException) -> str:
 def _iter_extxyz_blocks(lines: Iterator[str], where: str) -> Iterator[tuple[str, int]]:
     """Split an extended-XYZ line stream into per-frame text blocks without seeking."""
     lineno = 0
+    first = True
     for line in lines:
         lineno += 1
         if not line.strip():
@@ -220,7 +224,9 @@ def _iter_extxyz_blocks(lines: Iterator[str], where: str) -> Iterator[tuple[str,
         try:
             natoms = int(line.strip())
         except ValueError:
-            raise DataError(f"{where}:{lineno}: expected an atom count, got {line.strip()[:60]!r}") from None
+            what = f"{NOT_A_STRUCTURE}: " if first else ""
+            raise DataError(f"{where}:{lineno}: {what}expected an atom count, got {line.strip()[:60]!r}") from None
+        first = False
         block = [line]
         for _ in range(natoms + 1):
             nxt = next(lines, None)
@@ -244,13 +250,18 @@ def _parse_extxyz_block(block: str, where: str, lineno: int) -> Atoms:
 
 
 def _iter_jsonl(lines: Iterator[str], where: str) -> Iterator[Atoms]:
+    first = True
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{where}:{lineno}: malformed JSON line: {exc.msg}") from None
+            what = f"{NOT_A_STRUCTURE}: " if first else ""
+            raise DataError(f"{where}:{lineno}: {what}malformed JSON line: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}:{lineno}: a JSON line must be an object (a frame), got {type(record).__name__}")
+        first = False
         try:
             yield frame_from_dict(record)
         except DataError as exc:
@@ -263,6 +274,8 @@ def _read_whole(text_or_path, fmt: str, where: str) -> list[Atoms]:
     ase_format = {"cif": "cif", "poscar": "vasp"}[fmt]
     try:
         frames = read(text_or_path, index=":", format=ase_format)
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: {NOT_A_STRUCTURE}: not UTF-8 text") from None
     except Exception as exc:
         raise DataError(f"{where}: cannot read as {fmt}: {_exc_text(exc)}") from None
     return frames if isinstance(frames, list) else [frames]
@@ -291,10 +304,14 @@ def _open_source(path: str) -> _Source:
     return _Source(path, p.name.split(".")[0] or p.name, iter(handle), handle)
 
 
-def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
+def iter_frames(path: str = "-", fmt: str | None = None, check: bool = True) -> Iterator[Atoms]:
     """Stream frames from a path or ``-``, giving each a stable ``id`` and ``source``.
 
-    The format comes from ``fmt``, else the file extension, else the first line (sniffed).
+    The format comes from ``fmt``, else the file extension, else the first line (sniffed). Text
+    that does not parse raises DataError naming the file (and line); with ``check`` (the default)
+    every frame also passes :func:`check_frame`, and a frame that does not raises DataError
+    ``FILE: frame ID: what is wrong``. Stream commands pass ``check=False`` and check each frame
+    themselves, so that one broken frame fails alone instead of ending the run.
     """
     if fmt is not None and fmt not in STREAM_FORMATS + INPUT_ONLY_FORMATS:
         raise UsageError(f"unknown input format {fmt!r}; choose from {', '.join(STREAM_FORMATS + INPUT_ONLY_FORMATS)}")
@@ -310,7 +327,8 @@ def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
                 return
             fmt = sniff_format(first)
             if fmt is None:
-                raise DataError(f"{src.name}: cannot tell the format from {first.strip()[:40]!r}; pass --input-format")
+                raise DataError(f"{src.name}: {NOT_A_STRUCTURE}: cannot tell the format from "
+                                f"{first.strip()[:40]!r}; pass --input-format if it is one")
         lines = src.lines if first is None else _chain([first], src.lines)
         if fmt == "extxyz":
             raw = (_parse_extxyz_block(b, src.name, n) for b, n in _iter_extxyz_blocks(lines, src.name))
@@ -324,21 +342,42 @@ def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
             atoms.info.setdefault("id", f"{src.stem}-{index}")
             atoms.info["id"] = str(atoms.info["id"])
             atoms.info.setdefault("source", src.name if path != "-" else "stdin")
+            if check:
+                try:
+                    check_frame(atoms)
+                except FrameError as exc:
+                    reason = str(exc).split(": ", 1)[-1]
+                    raise DataError(f"{src.name}: frame {atoms.info['id']} (#{index + 1}): {reason}") from None
             yield atoms
+    except UnicodeDecodeError:
+        raise DataError(f"{src.name}: {NOT_A_STRUCTURE}: not UTF-8 text") from None
     finally:
         if src.handle is not None:
             src.handle.close()
 
 
-def iter_many(paths: Iterable[str], fmt: str | None = None) -> Iterator[Atoms]:
+def iter_many(paths: Iterable[str], fmt: str | None = None, check: bool = True) -> Iterator[Atoms]:
     """Frames of several inputs, in order."""
     for path in paths:
-        yield from iter_frames(path, fmt)
+        yield from iter_frames(path, fmt, check)
 
 
-def read_frames(path: str, fmt: str | None = None) -> list[Atoms]:
+def read_frames(path: str, fmt: str | None = None, check: bool = True) -> list[Atoms]:
     """All frames of one input, as a list (for commands that need the whole set)."""
-    return list(iter_frames(path, fmt))
+    return list(iter_frames(path, fmt, check))
+
+
+def first_frame(path: str, fmt: str | None = None) -> Atoms | None:
+    """Parse only the first frame of a file (None when it has none): text errors surface now.
+
+    Commands call it on each input before loading a model, so that a file that is not a structure
+    file fails in a moment, not after a minute of model loading (reading itself is lazy).
+    """
+    frames = iter_frames(path, fmt, check=False)
+    try:
+        return next(frames, None)
+    finally:
+        frames.close()
 
 
 def _chain(head: list[str], tail: Iterator[str]) -> Iterator[str]:
@@ -350,19 +389,74 @@ def _chain(head: list[str], tail: Iterator[str]) -> Iterator[str]:
 
 
 def check_frame(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> None:
-    """Raise FrameError for a frame no command should compute on."""
+    """Raise FrameError (``frame ID: what is wrong``) for a frame no command should compute on.
+
+    The one input check of cscli: atoms present, known elements, finite positions and cell, a
+    periodic cell that is not flat (zero volume), no two atoms closer than ``min_distance`` Å
+    (periodic images included). Readers run it on every frame (:func:`iter_frames`); stream
+    commands run it per frame so that one broken frame fails alone (:func:`cscli.core.stream.run_stream`).
+    """
     import numpy as np
 
     fid = atoms.info.get("id", "?")
     if len(atoms) == 0:
         raise FrameError(f"frame {fid}: has no atoms")
+    numbers = atoms.numbers
+    unknown = (numbers < 1) | (numbers > MAX_ATOMIC_NUMBER)
+    if unknown.any():
+        symbol = atoms.get_chemical_symbols()[int(np.argmax(unknown))]
+        raise FrameError(f"frame {fid}: unknown element {symbol!r} (atomic number {numbers[unknown][0]})")
     if not np.all(np.isfinite(atoms.positions)):
-        raise FrameError(f"frame {fid}: non-finite positions")
-    if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-6:
-        raise FrameError(f"frame {fid}: periodic but the cell has zero volume")
-    dmin = min_interatomic_distance(atoms)
+        raise FrameError(f"frame {fid}: non-finite positions (NaN or inf)")
+    cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise FrameError(f"frame {fid}: non-finite cell (NaN or inf)")
+    if atoms.pbc.any():
+        height = _periodic_height(atoms)
+        if height < MIN_CELL_HEIGHT:
+            raise FrameError(f"frame {fid}: periodic but the cell has zero volume "
+                             f"({abs(atoms.cell.volume):.3g} Å³; lattice planes {height:.3g} Å apart)")
+    dmin = _closest_pair_below(atoms, min_distance)
     if dmin < min_distance:
         raise FrameError(f"frame {fid}: overlapping atoms ({dmin:.3f} Å apart, bound {min_distance} Å)")
+
+
+def _periodic_height(atoms: Atoms) -> float:
+    """Smallest distance between lattice planes along a periodic direction (0 for a flat cell)."""
+    import numpy as np
+
+    cell = atoms.cell.complete().array  # non-periodic zero vectors filled in, periodic ones kept
+    volume = abs(float(np.linalg.det(cell)))
+    heights = []
+    for i in np.flatnonzero(atoms.pbc):
+        area = float(np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])))
+        heights.append(volume / area if area > 0 else 0.0)
+    return min(heights)
+
+
+def _closest_pair_below(atoms: Atoms, bound: float) -> float:
+    """Shortest interatomic distance if it is below ``bound`` (periodic images included), else inf.
+
+    Searches only within ``bound``: cheap enough to run on every frame read.
+    """
+    import numpy as np
+
+    if len(atoms) < 2 and not atoms.pbc.any():
+        return float("inf")
+    if not atoms.pbc.any():  # a KD-tree: no binning of a bounding box that may be huge
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(atoms.positions).query_pairs(bound, output_type="ndarray")
+        if len(pairs) == 0:
+            return float("inf")
+        return float(np.linalg.norm(atoms.positions[pairs[:, 0]] - atoms.positions[pairs[:, 1]], axis=1).min())
+    from ase.neighborlist import neighbor_list
+
+    work = atoms.copy()
+    work.calc = None
+    work.wrap()  # far-away images cost the neighbour search nothing after wrapping
+    d = neighbor_list("d", work, bound)
+    return float(d.min()) if len(d) else float("inf")
 
 
 def info_number(atoms: Atoms, key: str, hint: str, error: type[Exception] = DataError) -> float:

@@ -146,7 +146,8 @@ def run_stream(
                 message = _one_line(exc)
                 summary.failed += 1
                 summary.failures.append((fid, message))
-                print(f"{options.command}: frame {fid} failed: {message}", file=sys.stderr)
+                where = f"{atoms.info['source']}: " if atoms.info.get("source") else ""
+                print(f"{options.command}: {where}frame {fid} failed: {message}", file=sys.stderr)
                 if options.failed:
                     if failed_writer is None:
                         failed_writer = FrameWriter(options.failed, append=True)
