@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -68,3 +69,29 @@ def run_cli(*args, input: str | bytes | None = None, cwd=None, env=None, timeout
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def run_cli_batch(cases: list[dict], timeout: float = 1200) -> list[SimpleNamespace]:
+    """Run many command lines, each ``{"args": [...], "cwd": DIR, "stdin": FILE}``, in one
+    interpreter with one forked process each (tests/cli_batch.py): the same entry point, exit
+    status, stdout and stderr as ``run_cli`` at a fraction of the start-up cost. Each result has
+    ``returncode``, ``stdout``, ``stderr`` and ``imported`` (model packages the command imported)."""
+    import json
+    import tempfile
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        cases_path, results_path = Path(tmp) / "cases.json", Path(tmp) / "results.json"
+        cases_path.write_text(json.dumps([{**c, "args": [str(a) for a in c["args"]],
+                                           "cwd": str(c.get("cwd") or REPO),
+                                           "stdin": str(c["stdin"]) if c.get("stdin") else None} for c in cases]))
+        r = subprocess.run([sys.executable, str(REPO / "tests" / "cli_batch.py"), str(cases_path), str(results_path)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+        assert r.returncode == 0, r.stderr
+        return [SimpleNamespace(**res) for res in json.loads(results_path.read_text())]
+
+
+@pytest.fixture
+def cli_batch():
+    return run_cli_batch

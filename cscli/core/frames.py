@@ -551,35 +551,52 @@ class FrameWriter:
 
     Each frame is serialised first and written with a single call, so a process killed between
     frames leaves only whole frames behind; :func:`scan_output` trims a torn last frame anyway.
+    An existing file is replaced (``append=False``) only when the first frame is written or the
+    writer closes normally: a command that fails before writing leaves an earlier output as it
+    was, and so does a normal close with nothing written when ``keep_if_empty``.
     """
 
-    def __init__(self, path: str = "-", fmt: str | None = None, append: bool = False):
+    def __init__(self, path: str = "-", fmt: str | None = None, append: bool = False, keep_if_empty: bool = False):
         self.path = path
         self.fmt = fmt or (format_from_path(path) if path != "-" else None) or "extxyz"
         if self.fmt not in STREAM_FORMATS:
             raise UsageError(f"{path}: cannot write format {self.fmt!r}; use .extxyz or .jsonl")
         self.count = 0
+        self._mode = "a" if append else "w"
+        self._keep_if_empty = keep_if_empty
+        self._fh: IO[str] | None = None
+        self._closed = False
         if path == "-":
             self._fh = data_stdout()
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a" if append else "w", encoding="utf-8")
+            open(path, "a", encoding="utf-8").close()  # fail now on an unwritable path; truncate later
+
+    def _open(self) -> IO[str]:
+        if self._fh is None:
+            self._fh = open(self.path, self._mode, encoding="utf-8")
+        return self._fh
 
     def write(self, atoms: Atoms) -> None:
         text = frame_to_text(atoms, self.fmt)
-        self._fh.write(text)
-        self._fh.flush()
+        fh = self._open()
+        fh.write(text)
+        fh.flush()
         self.count += 1
 
-    def close(self) -> None:
-        if self.path != "-":
-            self._fh.close()
+    def close(self, failed: bool = False) -> None:
+        if self.path == "-" or self._closed:
+            return
+        self._closed = True
+        if self._fh is None and (failed or self._keep_if_empty):
+            return
+        self._open().close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(failed=exc_type is not None)
 
 
 def _has_fileno(stream) -> bool:
