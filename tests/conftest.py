@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
 Tests that need ``../shared/data`` use the ``shared_data`` fixture, which skips with a reason when
-the folder is absent. CLI tests run the real entry point in a subprocess (``run_cli``) so that
+the folder is absent (and fails under CI, see :func:`missing_prerequisite`). CLI tests run the real entry point in a subprocess (``run_cli``) so that
 pipes, exit codes and stderr are exactly what a user sees.
 """
 
@@ -18,13 +18,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def missing_prerequisite(reason: str) -> None:
+    """Skip a test whose prerequisite (GPAW, the shared data, a SLURM cluster) is missing here, with
+    the reason; under CI (``CI`` set) fail instead: CI provides them, so a missing one is a bug there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI provides it, so this is a failure there)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     from cscli.core.datafiles import shared_data_dir
 
     path = shared_data_dir()
     if path is None:
-        pytest.skip("needs ../shared/data beside the checkout (or CSCLI_SHARED_DATA); not present here")
+        missing_prerequisite("needs ../shared/data beside the checkout (or CSCLI_SHARED_DATA); not present here")
     return path
 
 
