@@ -41,12 +41,26 @@ def test_relax_matches_a_bare_ase_loop(phase, sevennet):
     assert a_conv == pytest.approx(5.71, rel=0.02)
 
 
-def test_fix_cell_keeps_the_cell(phase, sevennet):
+def test_fix_cell_relaxes_positions_and_keeps_the_cell(phase, sevennet):
+    """--fix-cell: the atoms relax (forces below fmax by a fresh model call, energy lower than at
+    the start), the cell stays what it was to float precision."""
     start = phase("Li2S")
     start.rattle(0.05, seed=1)
+    before = start.copy()
+    before.calc = sevennet
+    e_start, f_start = before.get_potential_energy(), before.get_forces()
+    assert np.sqrt((f_start**2).sum(axis=1)).max() > 0.2  # the rattled start is far from relaxed
     out = relax_atoms(start, sevennet, fmax=0.05, steps=100, fix_cell=True, optimizer="BFGS")
-    np.testing.assert_allclose(out.cell.array, start.cell.array)
+    np.testing.assert_allclose(out.cell.array, start.cell.array, rtol=0, atol=1e-12)
     assert out.info["relax_cell_filter"] == "fixed" and out.info["relax_optimizer"] == "BFGS"
+    after = out.copy()
+    after.calc = sevennet
+    forces = after.get_forces()
+    assert out.info["relax_converged"] and np.sqrt((forces**2).sum(axis=1)).max() < 0.05
+    np.testing.assert_allclose(out.arrays["forces"], forces, atol=1e-6)
+    assert out.info["energy"] == pytest.approx(after.get_potential_energy(), abs=1e-6)
+    assert out.info["energy"] < e_start - 1e-3  # relaxing lowered the energy
+    assert np.abs(out.positions - start.positions).max() > 0.01  # the atoms moved
 
 
 def test_chgnet_energy_equals_chgnet_own_prediction(phase):
