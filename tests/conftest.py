@@ -74,8 +74,9 @@ def run_cli(*args, input: str | bytes | None = None, cwd=None, env=None, timeout
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
+    """``cli(*args, input=..., env=...)``: run ``python -m cscli ARGS`` (see :func:`run_cli`)."""
     return run_cli
 
 
@@ -100,6 +101,6 @@ def run_cli_batch(cases: list[dict], timeout: float = 1200) -> list[SimpleNamesp
         return [SimpleNamespace(**res) for res in json.loads(results_path.read_text())]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli_batch():
     return run_cli_batch

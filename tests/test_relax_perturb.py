@@ -11,7 +11,6 @@ from cscli.core.frames import read_frames, write_frames
 from cscli.core.models import DEFAULT_MODEL, load_calculator
 from cscli.explore.perturb import mean_spacing, perturb_frame
 from cscli.explore.relax import relax_atoms
-from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -111,14 +110,14 @@ def test_perturb_is_reproducible_and_order_independent(phase):
     assert not np.allclose(other[0].positions, first[0].positions)
 
 
-def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases):
+def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases, cli):
     """`cscli relax refs.extxyz | cscli perturb -n 3 --seed 1 > out.extxyz` and ase reads the result."""
     refs = tmp_path / "refs.extxyz"
     write_frames([f for f in reference_phases if f.info["phase"] in ("Li2S", "Li")], str(refs))
-    relax = run_cli("relax", refs, "--steps", "30", "-q")
+    relax = cli("relax", refs, "--steps", "30", "-q")
     assert relax.returncode == 0, relax.stderr
     assert "CHGNet" not in relax.stdout and relax.stdout.startswith(("1\n", "3\n"))  # nothing but frames on stdout
-    perturb = run_cli("perturb", "-n", "3", "--seed", "1", input=relax.stdout)
+    perturb = cli("perturb", "-n", "3", "--seed", "1", input=relax.stdout)
     assert perturb.returncode == 0, perturb.stderr
     out = tmp_path / "out.extxyz"
     out.write_text(perturb.stdout)
@@ -126,5 +125,5 @@ def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases):
     assert len(frames) == 6
     assert {f.info["parent_id"] for f in frames} == {"ref-Li2S", "ref-Li"}
     assert all(f"relax({DEFAULT_MODEL})" in f.info["history"] and "perturb(seed=1)" in f.info["history"] for f in frames)
-    jsonl = run_cli("perturb", "-n", "1", "--seed", "1", "--output-format", "jsonl", "-q", input=relax.stdout)
+    jsonl = cli("perturb", "-n", "1", "--seed", "1", "--output-format", "jsonl", "-q", input=relax.stdout)
     assert len(jsonl.stdout.strip().splitlines()) == 2
