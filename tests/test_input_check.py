@@ -136,6 +136,34 @@ def test_check_frame_accepts_real_structures(reference_phases):
     check_frame(far)
 
 
+def test_overlap_distance_equals_ase_neighbour_list():
+    """The distance check_frame reports equals the shortest distance from ASE's neighbour list
+    (images included) on random cells: triclinic, skewed, slab, chain, molecule, tiny cell."""
+    import re
+
+    from ase.neighborlist import neighbor_list
+
+    rng = np.random.default_rng(7)
+    cells = [np.diag([4.0, 5.0, 6.0]), [[4, 0, 0], [3.5, 3, 0], [1, 1.5, 4]], [[6, 0, 0], [5.5, 2.0, 0], [0, 0, 5]],
+             np.diag([2.1, 2.3, 2.2])]
+    cases = [(c, True) for c in cells] + [(cells[1], [True, True, False]), (cells[0], [True, False, False]),
+                                          (np.zeros((3, 3)), False)]
+    checked = 0
+    for cell, pbc in cases:
+        for n in (1, 2, 8, 20, 40):  # all cells are thicker than the bound: the KD-tree path
+            atoms = Atoms(f"Li{n}", positions=rng.uniform(-2, 8, (n, 3)), cell=cell, pbc=pbc)
+            d = neighbor_list("d", atoms, 1.2)
+            if not len(d):
+                check_frame(atoms, min_distance=1.2)
+                continue
+            with pytest.raises(FrameError) as info:
+                check_frame(atoms, min_distance=1.2)
+            reported = float(re.search(r"\(([0-9.]+) Å apart", str(info.value)).group(1))
+            np.testing.assert_allclose(reported, d.min(), atol=5e-4)  # printed to 3 decimals
+            checked += 1
+    assert checked >= 15  # enough overlapping cases for the comparison to mean something
+
+
 @pytest.mark.parametrize("name", PHYSICAL + ["random_bytes", "truncated", "unknown_element", "broken_jsonl", "directory"])
 def test_reader_refuses_each_bad_input(tmp_path, name):
     path, message = write_catalogue(tmp_path)[name]
