@@ -10,7 +10,6 @@ commands that read the whole input fail on it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
