@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 
 from cscli.core.frames import write_frames
-from conftest import REPO, run_cli
+from conftest import REPO
 
 
 @pytest.mark.parametrize("args", [["--help"], ["relax", "--help"], ["perturb", "--help"]])
@@ -23,10 +23,10 @@ def test_help_does_not_import_heavy_packages(args):
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
 
 
-def test_version_and_command_list():
-    r = run_cli("--version")
+def test_version_and_command_list(cli):
+    r = cli("--version")
     assert r.returncode == 0 and "cscli" in r.stdout
-    r = run_cli("--help")
+    r = cli("--help")
     for name in ("relax", "perturb", "sun-filter", "motifs", "entropy-select"):
         assert name in r.stdout
 
@@ -37,61 +37,61 @@ def one_error_line(r):
     return lines[-1]
 
 
-def test_malformed_file(tmp_path):
+def test_malformed_file(tmp_path, cli):
     bad = tmp_path / "bad.extxyz"
     bad.write_text("3\nLattice=\"5 0 0 0 5 0 0 0 5\"\nLi 0 0 0\n")
-    r = run_cli("perturb", bad)
+    r = cli("perturb", bad)
     assert r.returncode == 1 and "frame truncated" in one_error_line(r)
 
 
-def test_unknown_element(tmp_path):
+def test_unknown_element(tmp_path, cli):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"symbols": ["Qq"], "positions": [[0, 0, 0]], "cell": [5, 5, 5], "pbc": true}\n')
-    r = run_cli("perturb", bad)
+    r = cli("perturb", bad)
     assert r.returncode == 1 and "unknown element" in one_error_line(r)
 
 
-def test_empty_input():
-    r = run_cli("perturb", input="")
+def test_empty_input(cli):
+    r = cli("perturb", input="")
     assert r.returncode == 1 and "no frames in input" in one_error_line(r)
 
 
-def test_missing_file_and_duplicate_ids(tmp_path):
-    r = run_cli("perturb", tmp_path / "nope.extxyz")
+def test_missing_file_and_duplicate_ids(tmp_path, cli):
+    r = cli("perturb", tmp_path / "nope.extxyz")
     assert r.returncode == 1 and "no such file" in one_error_line(r)
     a = bulk("Li")
     a.info["id"] = "same"
     path = tmp_path / "dup.extxyz"
     write_frames([a, a.copy()], str(path))
-    r = run_cli("perturb", path, "-q")
+    r = cli("perturb", path, "-q")
     assert r.returncode == 1 and "duplicate frame id 'same'" in one_error_line(r)
 
 
-def test_model_errors(tmp_path):
+def test_model_errors(tmp_path, cli):
     src = tmp_path / "li.extxyz"
     write_frames([bulk("Li", "bcc", a=3.44, cubic=True)], str(src))
-    r = run_cli("relax", src, "--model", "no-such-model")
+    r = cli("relax", src, "--model", "no-such-model")
     assert r.returncode == 2 and "unknown model 'no-such-model'" in one_error_line(r)
-    r = run_cli("relax", src, "--model", tmp_path / "missing.pth")
+    r = cli("relax", src, "--model", tmp_path / "missing.pth")
     assert r.returncode == 1 and "model file not found" in one_error_line(r)
     junk = tmp_path / "junk.pth"
     junk.write_text("not a model")
-    r = run_cli("relax", src, "--model", junk)
+    r = cli("relax", src, "--model", junk)
     assert r.returncode == 1 and "not a PyTorch model file" in one_error_line(r)
-    r = run_cli("relax", src, "--model", "mattersim-1m", env={"HOME": str(tmp_path)})
+    r = cli("relax", src, "--model", "mattersim-1m", env={"HOME": str(tmp_path)})
     line = one_error_line(r)
     assert r.returncode == 1 and "weights mattersim-v1.0.0-1M.pth not found" in line and "cannot download" in line
-    r = run_cli("relax", src, "--model", "dpa3", env={"HOME": str(tmp_path), "CSCLI_MODEL_DIR": str(tmp_path)})
+    r = cli("relax", src, "--model", "dpa3", env={"HOME": str(tmp_path), "CSCLI_MODEL_DIR": str(tmp_path)})
     assert r.returncode == 1 and "DPA-3.1-3M weights not found" in one_error_line(r)
 
 
-def test_usage_errors(tmp_path):
-    r = run_cli("perturb", "--shard", "5/3", input="")
+def test_usage_errors(tmp_path, cli):
+    r = cli("perturb", "--shard", "5/3", input="")
     assert r.returncode == 2 and "need 0 <= i < n" in r.stderr
-    r = run_cli("perturb", "--sigma", "0.2,0.1", input="")
+    r = cli("perturb", "--sigma", "0.2,0.1", input="")
     assert r.returncode == 2
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    r = run_cli("--debug", "perturb", tmp_path / "nope.extxyz")
+def test_debug_shows_the_traceback(tmp_path, cli):
+    r = cli("--debug", "perturb", tmp_path / "nope.extxyz")
     assert r.returncode != 0 and "Traceback" in r.stderr

@@ -245,10 +245,9 @@ SHORT_RUN = ["--lr-schedule", "wsd", "--start-lr", "1e-2", "--stop-lr", "1e-4"]
 
 
 @pytest.fixture(scope="module")
-def dpa3_run(shared_data, tmp_path_factory):
+def dpa3_run(shared_data, tmp_path_factory, cli):
     """DPA-3 (tiny preset) trained through the CLI on 25 LiPS frames, validated on 10 others."""
     from cscli.core.frames import write_frames
-    from tests.conftest import run_cli
 
     frames = _frames(shared_data, LIPS)
     work = tmp_path_factory.mktemp("dpa3")
@@ -256,7 +255,7 @@ def dpa3_run(shared_data, tmp_path_factory):
     write_frames(frames[90:], str(work / "valid.extxyz"))
     runs = {}
     for name, steps in (("untrained", 1), ("trained", TRAIN_STEPS)):
-        r = run_cli("finetune", work / "train.extxyz", "--valid", work / "valid.extxyz", "-o", work / name,
+        r = cli("finetune", work / "train.extxyz", "--valid", work / "valid.extxyz", "-o", work / name,
                     "--preset", "tiny", "--steps", steps, "--device", "cpu", "--seed", "0", "-q", *SHORT_RUN, env=THREADS,
                     timeout=1800)
         assert r.returncode == 0, r.stderr[-2000:]
@@ -308,16 +307,14 @@ def test_frozen_dpa3_relaxes_through_cscli_relax(dpa3_run, cli, tmp_path, phase)
 
 
 @pytest.mark.slow
-def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_data):
+def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_data, cli):
     """--init CHECKPOINT runs `dp --pt train --finetune` from the trained weights."""
-    from tests.conftest import run_cli
-
     work, runs, held_out = dpa3_run
     frames = _frames(shared_data, LIPS)
     from cscli.core.frames import write_frames
 
     write_frames(frames[40:60], str(work / "more.extxyz"))
-    r = run_cli("finetune", work / "more.extxyz", "--valid", work / "valid.extxyz", "-o", work / "ft",
+    r = cli("finetune", work / "more.extxyz", "--valid", work / "valid.extxyz", "-o", work / "ft",
                 "--init", work / "trained" / "model.ckpt.pt", "--steps", "5", "--device", "cpu", "-q",
                 env=THREADS, timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -408,17 +405,16 @@ def test_multitask_checkpoint_loads_by_head_as_dpa3(multitask_checkpoint, shared
 
 
 @pytest.mark.slow
-def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint, shared_data, tmp_path):
+def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint, shared_data, tmp_path, cli):
     """`--init CKPT --model-branch A` (how DPA-3.1-3M is fine-tuned) starts from head A's weights:
     with a vanishing learning rate the fine-tuned model's forces are head A's, not head B's."""
     from cscli.core.frames import write_frames
     from cscli.core.models import load_calculator
-    from tests.conftest import run_cli
 
     frames = _frames(shared_data, LIPS)
     write_frames(frames[10:20], str(tmp_path / "train.extxyz"))
     write_frames(frames[90:93], str(tmp_path / "valid.extxyz"))
-    r = run_cli("finetune", tmp_path / "train.extxyz", "--valid", tmp_path / "valid.extxyz", "-o", tmp_path / "ft",
+    r = cli("finetune", tmp_path / "train.extxyz", "--valid", tmp_path / "valid.extxyz", "-o", tmp_path / "ft",
                 "--init", multitask_checkpoint, "--model-branch", "A", "--steps", "1", "--start-lr", "1e-12",
                 "--stop-lr", "1e-12", "--device", "cpu", "-q", env=THREADS, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -430,7 +426,7 @@ def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint
     assert np.abs(f_ft - f_a).max() < 1e-6, np.abs(f_ft - f_a).max()  # measured: ~1e-9
     assert np.abs(f_ft - f_b).max() > 1e-3
     # a head the checkpoint lacks: one line naming the heads it has (deepmd's own exception line)
-    r = run_cli("finetune", tmp_path / "train.extxyz", "-o", tmp_path / "bad", "--init", multitask_checkpoint,
+    r = cli("finetune", tmp_path / "train.extxyz", "-o", tmp_path / "bad", "--init", multitask_checkpoint,
                 "--model-branch", "Z", "--steps", "1", "--device", "cpu", env=THREADS, timeout=900)
     assert r.returncode == 1
     (line,) = [t for t in r.stderr.splitlines() if "error:" in t]

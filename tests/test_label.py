@@ -8,6 +8,7 @@ import pytest
 from cscli.core.errors import UsageError
 from cscli.core.frames import read_frames, write_frames
 from cscli.dft.label import kpoint_mesh
+from conftest import missing_prerequisite
 
 
 def _gpaw_python():
@@ -16,7 +17,7 @@ def _gpaw_python():
     try:
         return check_gpaw("/usr/bin/python3")
     except UsageError as exc:
-        pytest.skip(f"GPAW not available: {exc}")
+        missing_prerequisite(f"GPAW not available: {exc}")
 
 
 @pytest.mark.parametrize("name", ["Li2S", "gamma-Li3PS4", "Li7P3S11"])
@@ -92,6 +93,64 @@ def test_gpaw_forces_match_finite_differences(tmp_path, phase, cli):
     r = cli(*args)
     assert r.returncode == 0 and "3 already done" in r.stderr
     assert len(read_frames(str(out))) == 3
+
+
+@pytest.mark.slow
+def test_gpaw_stress_matches_strain_derivative(tmp_path):
+    """GPAW's stress (it becomes the training virial) equals (1/V) dF/dε of the free energy F,
+    by central differences of two strain components: zz (normal) and yz (shear).
+
+    bcc Li, primitive (1 atom), compressed to a = 3.30 Å (PBE a0 ≈ 3.43) and sheared by ε_yz = 0.03
+    so that both components are non-zero; PW 300 eV, 6x6x6 k, 0.1 eV Fermi-Dirac (a metal), SCF to
+    1e-7 eV. The strained cells keep the same k-mesh. Tolerance 1e-4 eV/Å³ (0.016 GPa, 0.7 % of
+    σ_zz): measured differences 1.3e-5 (zz) and 3.4e-5 (yz) eV/Å³, from the O(h²) difference error,
+    SCF noise (1e-6 eV on energy differences of ~5e-4 eV) and the Pulay stress of a fixed 300 eV
+    cutoff, which the analytic stress leaves out; all three are an order of magnitude below 1e-4.
+    """
+    from ase.build import bulk
+
+    from cscli.dft import label as lib
+
+    _gpaw_python()
+    settings = lib.GpawSettings(ecut=300, kpt_density=2.0, width=0.1,
+                                convergence={"energy": 1e-7, "density": 1e-6, "eigenstates": 1e-9})
+    labeller = lib.gpaw_labeller(settings, str(tmp_path / "gpaw"))
+    base = bulk("Li", "bcc", a=3.30)
+    shear = np.eye(3)
+    shear[1, 2] = shear[2, 1] = 0.03
+    base.set_cell(base.cell.array @ shear, scale_atoms=True)
+    volume = base.get_volume()
+
+    def labelled(eps, tag):
+        atoms = base.copy()
+        atoms.set_cell(base.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        atoms.info["id"] = tag
+        out = labeller(atoms)
+        assert out.info["label_settings"]["kpts"] == [6, 6, 6]  # one k-mesh for every strain
+        return out
+
+    stress = np.asarray(labelled(np.zeros((3, 3)), "li-0").info["stress"])
+    h = 0.004
+    derivative = []
+    for (i, j) in ((2, 2), (1, 2)):
+        free = []
+        for sign in (1, -1):
+            eps = np.zeros((3, 3))
+            eps[i, j] = eps[j, i] = sign * h  # symmetric strain: dF/dh = V (σ_ij + σ_ji) off the diagonal
+            free.append(labelled(eps, f"li-{i}{j}{'p' if sign > 0 else 'm'}").info["free_energy"])
+        derivative.append((free[0] - free[1]) / (2 * h) / (1 if i == j else 2) / volume)
+    analytic = stress[[2, 3]]  # Voigt zz, yz (eV/Å³)
+    assert np.all(np.abs(analytic) > 3e-3)  # both components are well above the tolerance
+    np.testing.assert_allclose(analytic, derivative, rtol=0, atol=1e-4)
+
+
+def test_missing_gpaw_skips_here_and_fails_under_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="GPAW not available"):
+        missing_prerequisite("GPAW not available: test")
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="GPAW not available: test .CI provides it"):
+        missing_prerequisite("GPAW not available: test")
 
 
 def test_gpaw_failure_goes_to_failed(tmp_path, phase, cli):

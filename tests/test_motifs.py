@@ -593,9 +593,8 @@ def test_disulfide_linked_chain_is_ps4_n():
     assert m.hash != analyze(ps3_chain())[0].hash
 
 
-def test_catalogue_accepts_iterations_read_from_extxyz(tmp_path, phase):
+def test_catalogue_accepts_iterations_read_from_extxyz(tmp_path, phase, cli):
     """Regression: `generate` frames carry iteration=0, which extxyz reads back as a numpy integer."""
-    from conftest import run_cli
     from cscli.core.frames import write_frames
 
     atoms = phase("gamma-Li3PS4")
@@ -603,7 +602,7 @@ def test_catalogue_accepts_iterations_read_from_extxyz(tmp_path, phase):
     src = tmp_path / "gen.extxyz"
     write_frames([atoms], str(src))
     cat = tmp_path / "cat.jsonl"
-    r = run_cli("motifs", src, "--catalogue", cat, "-o", tmp_path / "out.extxyz", "-q")
+    r = cli("motifs", src, "--catalogue", cat, "-o", tmp_path / "out.extxyz", "-q")
     assert r.returncode == 0, r.stderr
     (record,) = [json.loads(line) for line in cat.read_text().splitlines()]
     assert record["name"] == "PS4^3-" and record["first_iteration"] == 0

@@ -11,7 +11,6 @@ from cscli.core.frames import read_frames, write_frames
 from cscli.core.models import DEFAULT_MODEL, load_calculator
 from cscli.explore.perturb import mean_spacing, perturb_frame
 from cscli.explore.relax import relax_atoms
-from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +43,26 @@ def test_relax_matches_a_bare_ase_loop(phase, sevennet):
     assert a_conv == pytest.approx(5.71, rel=0.02)
 
 
-def test_fix_cell_keeps_the_cell(phase, sevennet):
+def test_fix_cell_relaxes_positions_and_keeps_the_cell(phase, sevennet):
+    """--fix-cell: the atoms relax (forces below fmax by a fresh model call, energy lower than at
+    the start), the cell stays what it was to float precision."""
     start = phase("Li2S")
     start.rattle(0.05, seed=1)
+    before = start.copy()
+    before.calc = sevennet
+    e_start, f_start = before.get_potential_energy(), before.get_forces()
+    assert np.sqrt((f_start**2).sum(axis=1)).max() > 0.2  # the rattled start is far from relaxed
     out = relax_atoms(start, sevennet, fmax=0.05, steps=100, fix_cell=True, optimizer="BFGS")
-    np.testing.assert_allclose(out.cell.array, start.cell.array)
+    np.testing.assert_allclose(out.cell.array, start.cell.array, rtol=0, atol=1e-12)
     assert out.info["relax_cell_filter"] == "fixed" and out.info["relax_optimizer"] == "BFGS"
+    after = out.copy()
+    after.calc = sevennet
+    forces = after.get_forces()
+    assert out.info["relax_converged"] and np.sqrt((forces**2).sum(axis=1)).max() < 0.05
+    np.testing.assert_allclose(out.arrays["forces"], forces, atol=1e-6)
+    assert out.info["energy"] == pytest.approx(after.get_potential_energy(), abs=1e-6)
+    assert out.info["energy"] < e_start - 1e-3  # relaxing lowered the energy
+    assert np.abs(out.positions - start.positions).max() > 0.01  # the atoms moved
 
 
 def test_chgnet_energy_equals_chgnet_own_prediction(phase):
@@ -100,14 +113,14 @@ def test_perturb_is_reproducible_and_order_independent(phase):
     assert not np.allclose(other[0].positions, first[0].positions)
 
 
-def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases):
+def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases, cli):
     """`cscli relax refs.extxyz | cscli perturb -n 3 --seed 1 > out.extxyz` and ase reads the result."""
     refs = tmp_path / "refs.extxyz"
     write_frames([f for f in reference_phases if f.info["phase"] in ("Li2S", "Li")], str(refs))
-    relax = run_cli("relax", refs, "--steps", "30", "-q")
+    relax = cli("relax", refs, "--steps", "30", "-q")
     assert relax.returncode == 0, relax.stderr
     assert "CHGNet" not in relax.stdout and relax.stdout.startswith(("1\n", "3\n"))  # nothing but frames on stdout
-    perturb = run_cli("perturb", "-n", "3", "--seed", "1", input=relax.stdout)
+    perturb = cli("perturb", "-n", "3", "--seed", "1", input=relax.stdout)
     assert perturb.returncode == 0, perturb.stderr
     out = tmp_path / "out.extxyz"
     out.write_text(perturb.stdout)
@@ -115,5 +128,5 @@ def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases):
     assert len(frames) == 6
     assert {f.info["parent_id"] for f in frames} == {"ref-Li2S", "ref-Li"}
     assert all(f"relax({DEFAULT_MODEL})" in f.info["history"] and "perturb(seed=1)" in f.info["history"] for f in frames)
-    jsonl = run_cli("perturb", "-n", "1", "--seed", "1", "--output-format", "jsonl", "-q", input=relax.stdout)
+    jsonl = cli("perturb", "-n", "1", "--seed", "1", "--output-format", "jsonl", "-q", input=relax.stdout)
     assert len(jsonl.stdout.strip().splitlines()) == 2

@@ -16,7 +16,7 @@ from cscli.core.errors import DataError, UsageError
 from cscli.core.frames import read_frames, write_frames
 from cscli.core.log import configure
 from cscli.core.stream import StreamOptions, finish, parse_shard, run_stream, shard_of
-from conftest import REPO, run_cli
+from conftest import REPO
 
 
 def li_frames(n, prefix="li"):
@@ -61,13 +61,13 @@ def test_parse_shard(monkeypatch):
         parse_shard("auto")
 
 
-def test_sharded_cli_runs_cover_the_input_once(tmp_path):
+def test_sharded_cli_runs_cover_the_input_once(tmp_path, cli):
     src = tmp_path / "in.extxyz"
     write_frames(li_frames(12), str(src))
     ids = []
     for s in range(3):
         out = tmp_path / f"shard{s}.extxyz"
-        r = run_cli("perturb", src, "-n", "1", "--seed", "0", "--shard", f"{s}/3", "-o", out, "-q")
+        r = cli("perturb", src, "-n", "1", "--seed", "0", "--shard", f"{s}/3", "-o", out, "-q")
         assert r.returncode == 0, r.stderr
         ids += [a.info["parent_id"] for a in read_frames(str(out))]
     assert sorted(ids) == sorted(f"li{k}" for k in range(12))
@@ -103,16 +103,16 @@ def test_failing_frame_is_reported_and_run_goes_on(tmp_path, capsys):
         finish(summary, opts)
 
 
-def test_overlapping_atoms_fail_one_frame_with_clear_message(tmp_path):
+def test_overlapping_atoms_fail_one_frame_with_clear_message(tmp_path, cli):
     good = bulk("Li", "bcc", a=3.44, cubic=True)
     bad = Atoms("Li2", positions=[[0, 0, 0], [0.3, 0, 0]], cell=[5, 5, 5], pbc=True)
     src = tmp_path / "in.extxyz"
     write_frames([good, bad], str(src))
-    r = run_cli("perturb", src, "-n", "1", "--seed", "1", "-q")
+    r = cli("perturb", src, "-n", "1", "--seed", "1", "-q")
     assert r.returncode == 1
     assert "overlapping atoms (0.300 Å apart" in r.stderr and "Traceback" not in r.stderr
     assert len(read_frames_text(r.stdout)) == 1  # the good frame was still written
-    r = run_cli("perturb", src, "-n", "1", "--seed", "1", "-q", "--failed", tmp_path / "failed.extxyz")
+    r = cli("perturb", src, "-n", "1", "--seed", "1", "-q", "--failed", tmp_path / "failed.extxyz")
     assert r.returncode == 0
 
 

@@ -52,7 +52,7 @@ def command(dirs, output, output_format, per_run, all_steps, seed, require_conve
     seed = None if all_steps else resolve_seed(seed)
     frames, reports = collect_runs(folders, per_run=lo_hi, seed=seed, all_steps=all_steps,
                                    require_converged=require_converged, keep_scf_unconverged=keep_scf_unconverged)
-    with FrameWriter(output, output_format) as writer:
+    with FrameWriter(output, output_format, keep_if_empty=True) as writer:  # nothing read: keep an earlier output
         for atoms in frames:
             add_history(atoms, "collect")
             writer.write(atoms)

@@ -8,7 +8,7 @@ from cscli.cli.options import pass_stream, refs_format_option, refs_option
 
 
 @click.command("hull")
-@pass_stream("hull", check=False)
+@pass_stream("hull")
 @refs_option(required=True, help_text="Reference frames with energies (repeatable): relaxed reference phases, "
                                      "earlier iterations.")
 @refs_format_option

@@ -113,20 +113,32 @@ def stream_settings(command: str, output, output_format, shard, failed, no_resum
                          resume=not no_resume, command=f"cscli {command}", check=check)
 
 
-def input_frames(inputs, input_format):
-    """Frames of all inputs (stdin when none), streamed, with unique ids enforced."""
-    from pathlib import Path
+def input_frames(inputs, input_format, check=True):
+    """Frames of all inputs (stdin when none), streamed, with unique ids enforced.
+
+    Inputs are vetted before the command loads a model: a missing file, a directory, text that is
+    not a structure file (the first frame of every file is parsed now) and an input with no frames
+    at all fail at once. With ``check`` every frame passes :func:`cscli.core.frames.check_frame` as
+    it is read and a bad one fails the input; stream commands pass ``check=False`` because
+    ``run_stream`` checks each frame and fails a bad one alone.
+    """
+    import itertools
 
     from cscli.core.errors import DataError
-    from cscli.core.frames import claim_stdout, iter_many
+    from cscli.core.frames import claim_stdout, first_frame, iter_many
     from cscli.core.stream import iter_unique_ids
 
     claim_stdout()
-    # fail on a missing input before the command loads a model or starts work (reading is lazy)
-    for path in inputs or ["-"]:
-        if path != "-" and not Path(path).is_file():
-            raise DataError(f"{path}: {'is a directory, expected a frame file' if Path(path).is_dir() else 'no such file'}")
-    return iter_unique_ids(iter_many(inputs or ["-"], input_format))
+    paths = list(inputs) or ["-"]
+    for path in paths:
+        if path != "-":
+            first_frame(path, input_format)
+    frames = iter_many(paths, input_format, check)
+    head = next(frames, None)  # stdin too: its first frame is parsed (and checked) now
+    if head is None:
+        names = ", ".join("stdin" if p == "-" else p for p in paths)
+        raise DataError(f"no frames in input ({names}: empty)")
+    return iter_unique_ids(itertools.chain([head], frames))
 
 
 def read_input(inputs, input_format) -> list:
@@ -147,7 +159,8 @@ def pass_stream(command: str, check: bool = True):
         @functools.wraps(func)
         def wrapper(inputs, output, input_format, output_format, shard, failed, no_resume, quiet, **kwargs):
             settings = stream_settings(command, output, output_format, shard, failed, no_resume, quiet, check=check)
-            return func(frames=input_frames(inputs, input_format), settings=settings, **kwargs)
+            # run_stream checks each frame (check_frame) and fails a bad one alone
+            return func(frames=input_frames(inputs, input_format, check=False), settings=settings, **kwargs)
 
         return stream_options(config_option(wrapper))
 

@@ -87,6 +87,9 @@ _EXTENSIONS = {
 CALC_INFO_KEYS = ("energy", "free_energy", "stress")
 CALC_ARRAY_KEYS = ("forces",)
 DEFAULT_MIN_DISTANCE = 0.5  # Å; closer atoms mean a broken structure, not chemistry
+MIN_CELL_HEIGHT = 1e-3  # Å between lattice planes of a periodic direction; thinner is a flat cell
+MAX_ATOMIC_NUMBER = 118
+NOT_A_STRUCTURE = "not a structure file (extxyz/jsonl/cif/poscar)"
 
 
 def format_from_path(path: str) -> str | None:
@@ -218,6 +221,7 @@ def _exc_text(exc: BaseException) -> str:
 def _iter_extxyz_blocks(lines: Iterator[str], where: str) -> Iterator[tuple[str, int]]:
     """Split an extended-XYZ line stream into per-frame text blocks without seeking."""
     lineno = 0
+    first = True
     for line in lines:
         lineno += 1
         if not line.strip():
@@ -226,7 +230,9 @@ def _iter_extxyz_blocks(lines: Iterator[str], where: str) -> Iterator[tuple[str,
         try:
             natoms = int(line.strip())
         except ValueError:
-            raise DataError(f"{where}:{lineno}: expected an atom count, got {line.strip()[:60]!r}") from None
+            what = f"{NOT_A_STRUCTURE}: " if first else ""
+            raise DataError(f"{where}:{lineno}: {what}expected an atom count, got {line.strip()[:60]!r}") from None
+        first = False
         block = [line]
         for _ in range(natoms + 1):
             nxt = next(lines, None)
@@ -250,13 +256,18 @@ def _parse_extxyz_block(block: str, where: str, lineno: int) -> Atoms:
 
 
 def _iter_jsonl(lines: Iterator[str], where: str) -> Iterator[Atoms]:
+    first = True
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{where}:{lineno}: malformed JSON line: {exc.msg}") from None
+            what = f"{NOT_A_STRUCTURE}: " if first else ""
+            raise DataError(f"{where}:{lineno}: {what}malformed JSON line: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}:{lineno}: a JSON line must be an object (a frame), got {type(record).__name__}")
+        first = False
         try:
             yield frame_from_dict(record)
         except DataError as exc:
@@ -269,6 +280,8 @@ def _read_whole(text_or_path, fmt: str, where: str) -> list[Atoms]:
     ase_format = {"cif": "cif", "poscar": "vasp"}[fmt]
     try:
         frames = read(text_or_path, index=":", format=ase_format)
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: {NOT_A_STRUCTURE}: not UTF-8 text") from None
     except Exception as exc:
         raise DataError(f"{where}: cannot read as {fmt}: {_exc_text(exc)}") from None
     return frames if isinstance(frames, list) else [frames]
@@ -297,10 +310,14 @@ def _open_source(path: str) -> _Source:
     return _Source(path, p.name.split(".")[0] or p.name, iter(handle), handle)
 
 
-def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
+def iter_frames(path: str = "-", fmt: str | None = None, check: bool = True) -> Iterator[Atoms]:
     """Stream frames from a path or ``-``, giving each a stable ``id`` and ``source``.
 
-    The format comes from ``fmt``, else the file extension, else the first line (sniffed).
+    The format comes from ``fmt``, else the file extension, else the first line (sniffed). Text
+    that does not parse raises DataError naming the file (and line); with ``check`` (the default)
+    every frame also passes :func:`check_frame`, and a frame that does not raises DataError
+    ``FILE: frame ID: what is wrong``. Stream commands pass ``check=False`` and check each frame
+    themselves, so that one broken frame fails alone instead of ending the run.
     """
     if fmt is not None and fmt not in STREAM_FORMATS + INPUT_ONLY_FORMATS:
         raise UsageError(f"unknown input format {fmt!r}; choose from {', '.join(STREAM_FORMATS + INPUT_ONLY_FORMATS)}")
@@ -316,7 +333,8 @@ def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
                 return
             fmt = sniff_format(first)
             if fmt is None:
-                raise DataError(f"{src.name}: cannot tell the format from {first.strip()[:40]!r}; pass --input-format")
+                raise DataError(f"{src.name}: {NOT_A_STRUCTURE}: cannot tell the format from "
+                                f"{first.strip()[:40]!r}; pass --input-format if it is one")
         lines = src.lines if first is None else _chain([first], src.lines)
         if fmt == "extxyz":
             raw = (_parse_extxyz_block(b, src.name, n) for b, n in _iter_extxyz_blocks(lines, src.name))
@@ -330,21 +348,42 @@ def iter_frames(path: str = "-", fmt: str | None = None) -> Iterator[Atoms]:
             atoms.info.setdefault("id", f"{src.stem}-{index}")
             atoms.info["id"] = str(atoms.info["id"])
             atoms.info.setdefault("source", src.name if path != "-" else "stdin")
+            if check:
+                try:
+                    check_frame(atoms)
+                except FrameError as exc:
+                    reason = str(exc).split(": ", 1)[-1]
+                    raise DataError(f"{src.name}: frame {atoms.info['id']} (#{index + 1}): {reason}") from None
             yield atoms
+    except UnicodeDecodeError:
+        raise DataError(f"{src.name}: {NOT_A_STRUCTURE}: not UTF-8 text") from None
     finally:
         if src.handle is not None:
             src.handle.close()
 
 
-def iter_many(paths: Iterable[str], fmt: str | None = None) -> Iterator[Atoms]:
+def iter_many(paths: Iterable[str], fmt: str | None = None, check: bool = True) -> Iterator[Atoms]:
     """Frames of several inputs, in order."""
     for path in paths:
-        yield from iter_frames(path, fmt)
+        yield from iter_frames(path, fmt, check)
 
 
-def read_frames(path: str, fmt: str | None = None) -> list[Atoms]:
+def read_frames(path: str, fmt: str | None = None, check: bool = True) -> list[Atoms]:
     """All frames of one input, as a list (for commands that need the whole set)."""
-    return list(iter_frames(path, fmt))
+    return list(iter_frames(path, fmt, check))
+
+
+def first_frame(path: str, fmt: str | None = None) -> Atoms | None:
+    """Parse only the first frame of a file (None when it has none): text errors surface now.
+
+    Commands call it on each input before loading a model, so that a file that is not a structure
+    file fails in a moment, not after a minute of model loading (reading itself is lazy).
+    """
+    frames = iter_frames(path, fmt, check=False)
+    try:
+        return next(frames, None)
+    finally:
+        frames.close()
 
 
 def _chain(head: list[str], tail: Iterator[str]) -> Iterator[str]:
@@ -356,19 +395,80 @@ def _chain(head: list[str], tail: Iterator[str]) -> Iterator[str]:
 
 
 def check_frame(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> None:
-    """Raise FrameError for a frame no command should compute on."""
+    """Raise FrameError (``frame ID: what is wrong``) for a frame no command should compute on.
+
+    The one input check of cscli: atoms present, known elements, finite positions and cell, a
+    periodic cell that is not flat (zero volume), no two atoms closer than ``min_distance`` Å
+    (periodic images included). Readers run it on every frame (:func:`iter_frames`); stream
+    commands run it per frame so that one broken frame fails alone (:func:`cscli.core.stream.run_stream`).
+    """
     import numpy as np
 
     fid = atoms.info.get("id", "?")
     if len(atoms) == 0:
         raise FrameError(f"frame {fid}: has no atoms")
+    numbers = atoms.numbers
+    unknown = (numbers < 1) | (numbers > MAX_ATOMIC_NUMBER)
+    if unknown.any():
+        symbol = atoms.get_chemical_symbols()[int(np.argmax(unknown))]
+        raise FrameError(f"frame {fid}: unknown element {symbol!r} (atomic number {numbers[unknown][0]})")
     if not np.all(np.isfinite(atoms.positions)):
-        raise FrameError(f"frame {fid}: non-finite positions")
-    if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-6:
-        raise FrameError(f"frame {fid}: periodic but the cell has zero volume")
-    dmin = min_interatomic_distance(atoms)
+        raise FrameError(f"frame {fid}: non-finite positions (NaN or inf)")
+    cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise FrameError(f"frame {fid}: non-finite cell (NaN or inf)")
+    heights = _periodic_heights(atoms)
+    if heights.min() < MIN_CELL_HEIGHT:
+        raise FrameError(f"frame {fid}: periodic but the cell has zero volume "
+                         f"({abs(atoms.cell.volume):.3g} Å³; lattice planes {heights.min():.3g} Å apart)")
+    dmin = _closest_pair_below(atoms, min_distance, heights)
     if dmin < min_distance:
         raise FrameError(f"frame {fid}: overlapping atoms ({dmin:.3f} Å apart, bound {min_distance} Å)")
+
+
+def _periodic_heights(atoms: Atoms):
+    """Distance between lattice planes along each axis (inf along a non-periodic one; 0 when flat)."""
+    import numpy as np
+
+    cell = atoms.cell.complete().array  # non-periodic zero vectors filled in, periodic ones kept
+    volume = abs(float(np.linalg.det(cell)))
+    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    heights = np.divide(volume, areas, out=np.zeros(3), where=areas > 0)
+    return np.where(atoms.pbc, heights, np.inf)
+
+
+def _closest_pair_below(atoms: Atoms, bound: float, heights) -> float:
+    """Shortest interatomic distance if it is below ``bound`` (periodic images included), else inf.
+
+    A KD-tree over the atoms wrapped into the cell plus the periodic images within ``bound`` of
+    it: cheap enough to run on every frame read (ASE's neighbour list bins the whole cell in
+    ``bound``-sized boxes, several times slower for a 0.5 Å bound).
+    """
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    if heights.min() <= bound:  # images beyond the next cell can be within bound: ASE's search
+        from ase.neighborlist import neighbor_list
+
+        d = neighbor_list("d", atoms, bound)
+        return float(d.min()) if len(d) else float("inf")
+    points = atoms.positions
+    if atoms.pbc.any():
+        cell = atoms.cell.complete().array
+        frac = np.linalg.solve(cell.T, points.T).T
+        frac[:, atoms.pbc] %= 1.0
+        ranges = [(-1, 0, 1) if p else (0,) for p in atoms.pbc]
+        shifts = np.array([(i, j, k) for i in ranges[0] for j in ranges[1] for k in ranges[2]], dtype=float)
+        images = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+        margin = bound / np.where(atoms.pbc, heights, 1.0)  # fractional width of a bound-thick slab
+        keep = np.all((images > -margin) & (images < 1 + margin) | ~atoms.pbc, axis=1)
+        points = images[keep] @ cell  # two images of one atom are a lattice vector (> bound) apart
+    if len(points) < 2:
+        return float("inf")
+    pairs = cKDTree(points).query_pairs(bound, output_type="ndarray")
+    if len(pairs) == 0:
+        return float("inf")
+    return float(np.linalg.norm(points[pairs[:, 0]] - points[pairs[:, 1]], axis=1).min())
 
 
 def info_number(atoms: Atoms, key: str, hint: str, error: type[Exception] = DataError) -> float:
@@ -463,35 +563,52 @@ class FrameWriter:
 
     Each frame is serialised first and written with a single call, so a process killed between
     frames leaves only whole frames behind; :func:`scan_output` trims a torn last frame anyway.
+    An existing file is replaced (``append=False``) only when the first frame is written or the
+    writer closes normally: a command that fails before writing leaves an earlier output as it
+    was, and so does a normal close with nothing written when ``keep_if_empty``.
     """
 
-    def __init__(self, path: str = "-", fmt: str | None = None, append: bool = False):
+    def __init__(self, path: str = "-", fmt: str | None = None, append: bool = False, keep_if_empty: bool = False):
         self.path = path
         self.fmt = fmt or (format_from_path(path) if path != "-" else None) or "extxyz"
         if self.fmt not in STREAM_FORMATS:
             raise UsageError(f"{path}: cannot write format {self.fmt!r}; use .extxyz or .jsonl")
         self.count = 0
+        self._mode = "a" if append else "w"
+        self._keep_if_empty = keep_if_empty
+        self._fh: IO[str] | None = None
+        self._closed = False
         if path == "-":
             self._fh = data_stdout()
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a" if append else "w", encoding="utf-8")
+            open(path, "a", encoding="utf-8").close()  # fail now on an unwritable path; truncate later
+
+    def _open(self) -> IO[str]:
+        if self._fh is None:
+            self._fh = open(self.path, self._mode, encoding="utf-8")
+        return self._fh
 
     def write(self, atoms: Atoms) -> None:
         text = frame_to_text(atoms, self.fmt)
-        self._fh.write(text)
-        self._fh.flush()
+        fh = self._open()
+        fh.write(text)
+        fh.flush()
         self.count += 1
 
-    def close(self) -> None:
-        if self.path != "-":
-            self._fh.close()
+    def close(self, failed: bool = False) -> None:
+        if self.path == "-" or self._closed:
+            return
+        self._closed = True
+        if self._fh is None and (failed or self._keep_if_empty):
+            return
+        self._open().close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(failed=exc_type is not None)
 
 
 def _has_fileno(stream) -> bool:

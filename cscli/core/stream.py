@@ -151,7 +151,8 @@ class FrameSink:
         """Report one failed frame (one line) and keep it in ``--failed`` when there is a frame."""
         self.summary.failed += 1
         self.summary.failures.append((frame_id, message))
-        _log.warning(f"frame {frame_id} failed: {message}")
+        where = f"{atoms.info['source']}: " if atoms is not None and atoms.info.get("source") else ""
+        _log.warning(f"{where}frame {frame_id} failed: {message}")
         if atoms is not None and self.options.failed:
             if self._failed_writer is None:
                 self._failed_writer = FrameWriter(self.options.failed, append=True)

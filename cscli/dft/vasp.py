@@ -361,6 +361,9 @@ def read_run(folder: Path) -> tuple[list[Atoms], RunReport]:
             continue
         try:
             images = read(str(path), index=":", format=fmt)
+        except UnicodeDecodeError:
+            errors.append(f"{name}: not a VASP output file (not UTF-8 text)")
+            continue
         except Exception as exc:  # noqa: BLE001 - any parser failure means "try the next file"
             errors.append(f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
             continue

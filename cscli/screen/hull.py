@@ -134,12 +134,15 @@ def read_refs(paths: Iterable[str], input_format: str | None = None) -> list[Ato
     for path in paths:
         if path == "-":
             raise UsageError("--refs cannot be standard input (the frames come from there)")
-        for atoms in iter_frames(path, input_format):
+        before = len(refs)
+        for atoms in iter_frames(path, input_format):  # checked: a broken reference fails the run
             fid = str(atoms.info["id"])
             if fid in seen:  # two files may reuse ids (e.g. two iterations): keep both
                 atoms.info["id"] = fid = f"{fid}@{path}"
             seen.add(fid)
             refs.append(atoms)
+        if len(refs) == before:
+            raise DataError(f"--refs {path}: no frames in it")
     return refs
 
 
