@@ -320,7 +320,7 @@ def test_stream_commands_fail_a_broken_frame_alone(tmp_path, cli_batch):
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         for atoms, message in broken.values():
             reason = message.split(": ", 1)[1]
-            want = f"cscli {command}: {src}: frame {atoms.info['id']} failed: {reason}"
+            want = f"cscli {command}: warning: {src}: frame {atoms.info['id']} failed: {reason}"
             assert any(line.startswith(want) for line in lines), (want, r.stderr)
         frames = read_frames(str(out))
         assert frames[0].info["id"] == "earlier-run" and out.read_text().startswith(EARLIER)
