@@ -35,9 +35,9 @@ from cscli.cli.options import config_option, model_options, pass_stream, seed_op
 @click.option("--analysis-ps", type=float, default=50.0, show_default=True,
               help="Analyse the last this many ps of NVT (all of it when shorter).")
 @click.option("--fit-start-ps", type=float, default=1.0, show_default=True, help="First lag of the MSD fit (ps).")
-@click.option("--fit-end-ps", type=float, default=None,
-              help="Last lag of the MSD fit (ps); default: where each mobile ion still has 30/N origins "
-                   "(DiffusionAnalyzer's rule).")
+@click.option("--fit-end-ps", default="auto", show_default=True, metavar="PS|auto|max",
+              help="Last lag of the MSD fit (ps); auto: a tenth of the analysed window; max: "
+                   "DiffusionAnalyzer's smoothed='max' rule (lags up to N_Li·frames/30).")
 @click.option("--blocks", "n_blocks", type=click.IntRange(2), default=5, show_default=True,
               help="Blocks for the standard error of D.")
 @click.option("--d-framework-max", type=float, default=1e-6, show_default=True,
@@ -70,7 +70,8 @@ def command(frames, settings, model, device, work_dir, seed, min_fraction, requi
     from cscli.core.frames import FrameWriter
     from cscli.core.log import configure
     from cscli.core.stream import add_history, finish, run_stream
-    from cscli.props.md_screen import Filters, MDSettings, ScreenSettings, parse_fractions, screen_frame
+    from cscli.props.md_screen import (Filters, MDSettings, ScreenSettings, parse_fit_end, parse_fractions,
+                                       screen_frame)
 
     configure("md-screen", settings.quiet)
     screen = ScreenSettings(
@@ -78,7 +79,7 @@ def command(frames, settings, model, device, work_dir, seed, min_fraction, requi
                       timestep_fs=timestep_fs, sample_fs=sample_fs, checkpoint_ps=checkpoint_ps),
         filters=Filters(min_fraction=parse_fractions(min_fraction), require=tuple(r for r in require if r),
                         e_hull_max=e_hull_max, max_volume_per_mobile=max_volume_per_li, mobile=mobile),
-        min_length=min_length, analysis_ps=analysis_ps, fit_start_ps=fit_start_ps, fit_end_ps=fit_end_ps,
+        min_length=min_length, analysis_ps=analysis_ps, fit_start_ps=fit_start_ps, fit_end_ps=parse_fit_end(fit_end_ps),
         n_blocks=n_blocks, d_framework_max=d_framework_max, sigma_min=sigma_min,
     )
     if from_trajectory:
@@ -103,15 +104,26 @@ def command(frames, settings, model, device, work_dir, seed, min_fraction, requi
     run_seed = resolve_seed(seed)
     if work_dir is None and settings.output != "-":
         work_dir = f"{settings.output}.md-work"
-    calc = load_calculator(model, device)
+    from cscli.core.models import resolve_model
+
+    resolve_model(model)  # an unknown model name fails now, before any frame is read
+    calc = None
+
+    def lazy_calc():
+        # loaded on the first frame that passes the filters: a batch that is all filtered (or
+        # fails on missing e_hull) does not wait for a model
+        nonlocal calc
+        if calc is None:
+            calc = load_calculator(model, device)
+        return calc
 
     def process(atoms):
-        result = screen_frame(atoms, calc, screen, run_seed, work_dir=work_dir, trajectory_dir=trajectory_dir,
+        result = screen_frame(atoms, lazy_calc, screen, run_seed, work_dir=work_dir, trajectory_dir=trajectory_dir,
                               plot_dir=plot_dir, only_pass=only_pass)
         if isinstance(result, list):
             return result
         if "md_skipped" not in result.info:
-            add_history(result, f"md-screen({calc.cscli_model})")
+            add_history(result, f"md-screen({result.info['model']})")
         return result
 
     finish(run_stream(frames, process, settings), settings)

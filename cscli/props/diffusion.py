@@ -154,14 +154,19 @@ class DiffusionResult:
         return self.elements[element].d
 
 
-def _window(n_frames: int, n_atoms: int, dt_fs: float, fit_start_fs: float, fit_end_fs: float | None,
+def _window(n_frames: int, n_atoms: int, dt_fs: float, fit_start_fs: float, fit_end_fs: float | str | None,
             min_obs: int) -> tuple[int, int]:
-    """Fit lags [start, end) in frames: start = fit_start_fs; end = fit_end_fs, or by default the
-    DiffusionAnalyzer rule min(N·F // min_obs, F). A window too short for the start lag is narrowed
-    to its last 90 % (recorded by the caller)."""
-    end = int(round(fit_end_fs / dt_fs)) + 1 if fit_end_fs else min(n_atoms * n_frames // min_obs, n_frames)
+    """Fit lags [start, end) in frames. ``fit_end_fs``: a time, ``"max"`` (DiffusionAnalyzer's rule,
+    min(N·F // min_obs, F)), or None (one tenth of the window, at least 3 lags). A start at or past
+    the end moves to a tenth of the end."""
+    if fit_end_fs == "max":
+        end = min(n_atoms * n_frames // min_obs, n_frames)
+    elif fit_end_fs is None:
+        end = max(n_frames // 10, 3) + 1
+    else:
+        end = int(round(float(fit_end_fs) / dt_fs)) + 1
     end = max(2, min(end, n_frames))
-    start = max(1, int(fit_start_fs / dt_fs))
+    start = max(1, int(round(fit_start_fs / dt_fs)))
     if start >= end - 1:
         start = max(1, end // 10)
     return start, end
@@ -174,14 +179,15 @@ def _element_d(paths, idx, lags, dt_fs):
 
 
 def analyze(symbols, positions, cells, dt_fs: float, temperature: float, mobile: str = "Li",
-            fit_start_fs: float = 1000.0, fit_end_fs: float | None = None, n_blocks: int = 5,
-            min_obs: int = 30, charge: int = 1, unwrapped: bool = False) -> DiffusionResult:
+            fit_start_fs: float = 1000.0, fit_end_fs: float | str | None = None, n_blocks: int = 5,
+            min_obs: int = 30, charge: int = 1, unwrapped: bool = False, drift: bool = True) -> DiffusionResult:
     """Full analysis of a trajectory window (positions (F, N, 3) in Å, wrapped or not; cells
     (3, 3) or (F, 3, 3); ``dt_fs`` between frames). D per element, σ of ``mobile``.
 
     Every element is fitted over the same lag window, set by the mobile species' count (the
-    DiffusionAnalyzer rule, see :func:`_window`); each of the ``n_blocks`` blocks uses the same rule
-    on its own length."""
+    default, see :func:`_window`); each of the ``n_blocks`` blocks uses the same lags (or, when they
+    do not fit in half a block, the same rule on the block's length). ``drift=False`` keeps the
+    framework's drift in (for checks)."""
     if not dt_fs > 0:
         raise ValueError(f"time between frames must be positive, got {dt_fs}")
     if not temperature > 0:
@@ -196,12 +202,17 @@ def analyze(symbols, positions, cells, dt_fs: float, temperature: float, mobile:
     cells = _as_cells(cells, n_frames)
     paths = pos if unwrapped else unwrap(pos, cells)
     framework = symbols != mobile
-    paths, _ = remove_drift(paths, framework)
+    if drift:
+        paths, _ = remove_drift(paths, framework)
     n_ref = int(np.sum(~framework)) or len(symbols)
     lags = fit_lags(n_frames, *_window(n_frames, n_ref, dt_fs, fit_start_fs, fit_end_fs, min_obs))
     n_blocks = max(1, min(n_blocks, n_frames // 6))
     block_len = n_frames // n_blocks
-    block_lags = fit_lags(block_len, *_window(block_len, n_ref, dt_fs, fit_start_fs, fit_end_fs, min_obs))
+    # each block is fitted over the same lags when they fit in half a block, else by the same rule
+    if lags[-1] <= block_len // 2:
+        block_lags = lags
+    else:
+        block_lags = fit_lags(block_len, *_window(block_len, n_ref, dt_fs, fit_start_fs, fit_end_fs, min_obs))
     elements: dict[str, ElementDiffusion] = {}
     counts: dict[str, int] = {}
     window = (n_frames - 1) * dt_fs

@@ -283,7 +283,7 @@ def run_md(atoms: Atoms, calc, settings: MDSettings, seed: int, work_dir: str | 
     there. ``on_step(step)`` is called after each step (tests use it to interrupt a run).
     Raises :class:`Runaway` when the run leaves physical territory.
     """
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as vd
 
     s = settings
     s.check()
@@ -314,8 +314,11 @@ def run_md(atoms: Atoms, calc, settings: MDSettings, seed: int, work_dir: str | 
     else:
         # velocities before the integrator is built: the integrators read the momenta at construction
         rng = np.random.default_rng(seed)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature, rng=rng)
-        Stationary(atoms)
+        if hasattr(vd, "thermalize_momenta"):  # ASE ≥ 3.29
+            vd.thermalize_momenta(atoms, s.temperature, rng=rng)
+        else:  # pragma: no cover
+            vd.MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature, rng=rng)
+        vd.Stationary(atoms)
     names = ["", ""]
 
     def sample(phase: int) -> None:
@@ -382,7 +385,7 @@ class ScreenSettings:
     min_length: float = 10.0
     analysis_ps: float = 50.0
     fit_start_ps: float = 1.0
-    fit_end_ps: float | None = None
+    fit_end_ps: float | str | None = None  # ps, "max" (DiffusionAnalyzer's rule) or None (window/10)
     n_blocks: int = 5
     d_framework_max: float = 1e-6  # cm²/s, kinetic filter on every non-mobile element
     sigma_min: float = 400.0  # mS/cm
@@ -393,6 +396,27 @@ class ScreenSettings:
             raise UsageError(f"--analysis-ps must be positive (got {self.analysis_ps})")
         if self.min_length <= 0:
             raise UsageError(f"--min-length must be positive (got {self.min_length})")
+
+
+def _fit_end_fs(fit_end_ps):
+    if fit_end_ps is None or fit_end_ps == "max":
+        return fit_end_ps
+    return float(fit_end_ps) * 1000
+
+
+def parse_fit_end(text) -> float | str | None:
+    """``--fit-end-ps``: a positive number of ps, ``max`` or ``auto`` (None)."""
+    if text is None or str(text).strip().lower() == "auto":
+        return None
+    if str(text).strip().lower() == "max":
+        return "max"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--fit-end-ps {text!r}: give a time in ps, 'auto' or 'max'") from None
+    if not value > 0:
+        raise UsageError(f"--fit-end-ps must be positive (got {value})")
+    return value
 
 
 def analysis_window(n_samples: int, dt_fs: float, analysis_ps: float) -> int:
@@ -446,7 +470,8 @@ def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_d
                  trajectory_dir: str | Path | None = None, plot_dir: str | Path | None = None,
                  only_pass: bool = False, on_step: Callable[[int], None] | None = None) -> Atoms | list:
     """Filter, simulate and analyse one frame; returns it with ``md_*`` keys (or ``md_skipped``),
-    or ``[]`` for a filtered frame with ``only_pass``."""
+    or ``[]`` for a filtered frame with ``only_pass``. ``calc``: an ASE calculator, or a function
+    returning one (called only when the frame passes the filters)."""
     import ase
 
     from cscli.props.diffusion import analyze
@@ -463,6 +488,8 @@ def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_d
     mobile = settings.filters.mobile
     if mobile not in atoms.get_chemical_symbols():
         raise FrameError(f"frame {fid}: no {mobile} atoms: nothing to screen")
+    if callable(calc) and not hasattr(calc, "get_forces") and not hasattr(calc, "calculate"):
+        calc = calc()
     sc, reps = make_supercell(atoms, settings.min_length)
     frame_dir = Path(work_dir) / _safe(fid) if work_dir else None
     run = run_md(sc, calc, settings.md, int(_seed_for(seed, fid).generate_state(1)[0]), frame_dir, on_step)
@@ -474,7 +501,7 @@ def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_d
     try:
         result = analyze(sc.get_chemical_symbols(), pos, cells, dt, settings.md.temperature, mobile=mobile,
                          fit_start_fs=settings.fit_start_ps * 1000,
-                         fit_end_fs=settings.fit_end_ps * 1000 if settings.fit_end_ps else None,
+                         fit_end_fs=_fit_end_fs(settings.fit_end_ps),
                          n_blocks=settings.n_blocks)
     except ValueError as exc:
         raise FrameError(f"frame {fid}: {exc}") from None
@@ -597,7 +624,7 @@ def analyze_trajectory(path: str, dt_fs: float, temperature: float, settings: Sc
     n_win = analysis_window(len(positions), dt_fs, settings.analysis_ps)
     result = analyze(symbols, np.asarray(positions)[-n_win:], np.asarray(cells)[-n_win:], dt_fs, temperature,
                      mobile=mobile, fit_start_fs=settings.fit_start_ps * 1000,
-                     fit_end_fs=settings.fit_end_ps * 1000 if settings.fit_end_ps else None, n_blocks=settings.n_blocks)
+                     fit_end_fs=_fit_end_fs(settings.fit_end_ps), n_blocks=settings.n_blocks)
     out = last.copy()
     out.calc = None
     out.info = {k: v for k, v in last.info.items() if k in ("id", "time_fs")}
