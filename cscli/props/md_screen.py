@@ -394,8 +394,8 @@ class ScreenSettings:
         self.md.check()
         if not self.analysis_ps > 0:
             raise UsageError(f"--analysis-ps must be positive (got {self.analysis_ps})")
-        if self.min_length <= 0:
-            raise UsageError(f"--min-length must be positive (got {self.min_length})")
+        if self.min_length < 0:
+            raise UsageError(f"--min-length must be >= 0 (got {self.min_length}; 0 keeps the cell as it is)")
 
 
 def _fit_end_fs(fit_end_ps):
