@@ -73,21 +73,21 @@ def test_parse_fractions():
         parse_fractions("Xx=0.1")
 
 
+def heights(cell):
+    cell = np.asarray(cell)
+    vol = abs(np.linalg.det(cell))
+    return np.array([vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
+
+
 def test_supercell_every_height_at_least_min_length(phase):
     for name in ("beta-Li3PS4", "Li7P3S11", "Li2P2S6"):
         atoms = phase(name)
         sc, reps = make_supercell(atoms, 10.0)
-        cell = sc.cell.array
-        vol = abs(np.linalg.det(cell))
-        heights = [vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
-        assert min(heights) >= 10.0 - 1e-9
+        assert heights(sc.cell).min() >= 10.0 - 1e-9
         assert len(sc) == len(atoms) * np.prod(reps)
-        # minimal: one repeat fewer along any axis breaks the condition
-        for i in range(3):
-            if reps[i] > 1:
-                h = vol / np.prod(reps) * reps[i] / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) \
-                    * (reps[(i + 1) % 3] * reps[(i + 2) % 3])
-                assert h * (reps[i] - 1) / reps[i] < 10.0
+        # minimal: one repeat fewer along any repeated axis is below 10 Å
+        unit = heights(atoms.cell)
+        assert all(reps[i] == 1 or (reps[i] - 1) * unit[i] < 10.0 for i in range(3))
     assert supercell_repeats(np.diag([12.8, 8.0, 6.1]), 10.0) == (1, 2, 2)
 
 
