@@ -85,7 +85,7 @@ def test_drift_removed_exactly():
     from cscli.props.diffusion import remove_drift
 
     paths = unwrap(w1, c1)
-    fixed, drift = remove_drift(paths, np.arange(192, len(s1)))
+    _, drift = remove_drift(paths, np.arange(192, len(s1)))
     assert np.linalg.norm(drift[-1]) > 50  # Å over the run; ~30 Å² of ballistic MSD at a 3-ps lag
     left_in = analyze(s1, w1, c1, dt, 700.0, drift=False)
     assert left_in.d("Li") > 3 * D_TRUE

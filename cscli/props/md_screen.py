@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -507,6 +507,9 @@ def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_d
         raise FrameError(f"frame {fid}: {exc}") from None
     info = out.info
     info.update(result_info(result, settings))
+    others = ", ".join(f"D_{el} = {e.d:.1e}" for el, e in result.elements.items() if el != mobile)
+    log.info(f"{fid}: σ_{mobile} = {result.sigma:.0f} ± {result.sigma_err:.0f} mS/cm, D_{mobile} = "
+             f"{result.d(mobile):.2e} cm²/s, {others} ({run.steps} steps, {len(sc)} atoms)")
     npt = run.phase == 0
     half = np.flatnonzero(npt)[np.count_nonzero(npt) // 2:] if npt.any() else np.array([], dtype=int)
     if len(half):
