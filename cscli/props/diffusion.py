@@ -206,7 +206,7 @@ def analyze(symbols, positions, cells, dt_fs: float, temperature: float, mobile:
         paths, _ = remove_drift(paths, framework)
     n_ref = int(np.sum(~framework)) or len(symbols)
     lags = fit_lags(n_frames, *_window(n_frames, n_ref, dt_fs, fit_start_fs, fit_end_fs, min_obs))
-    n_blocks = max(1, min(n_blocks, n_frames // 6))
+    n_blocks = max(1, min(n_blocks, n_frames // 5))  # at least 5 frames a block
     block_len = n_frames // n_blocks
     # each block is fitted over the same lags when they fit in half a block, else by the same rule
     if lags[-1] <= block_len // 2:
