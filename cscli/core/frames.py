@@ -51,6 +51,19 @@ provenance: seeds and model versions (issue 10)
     ``dft_select_seed`` seed of ``dft-select --method random``; ``collect_seed`` seed of the
                         ionic-step sampling of ``collect``; ``tsne_seed`` seed of ``motifs --map``
                         (each drawn and recorded when ``--seed`` is not given)
+md-screen (D in cm²/s, σ in mS/cm; docs/md-screen.md)
+    ``md_skipped`` why a frame was not simulated (a filter, e.g. ``x_S = 0.333 <= 0.45``);
+    ``md_d_<El>`` D of element El from the weighted fit of the all-origin MSD, ``md_d_<El>_err``
+    its block-averaging standard error, ``md_d_<El>_endpoint`` the paper's one-origin formula;
+    ``md_sigma_li``, ``md_sigma_li_err``, ``md_sigma_li_endpoint`` Nernst–Einstein σ of the mobile
+    ion (``md_sigma_<el>`` for ``--mobile El``); ``md_kinetically_stable`` (every other element's D
+    below ``--d-framework-max``); ``md_is_conductor`` (also σ ≥ ``--sigma-min``);
+    ``md_temperature_mean`` (K, NVT steps); ``md_volume_per_atom_npt`` (Å³) and
+    ``md_pressure_mean_npt`` (bar), second half of NPT; ``md_steps``; ``md_supercell`` (``1x2x2``);
+    ``md_n_atoms``; ``md_analysis_ps``, ``md_fit_start_ps``, ``md_fit_end_ps`` (the window used);
+    ``md_max_framework_displacement`` (Å, drift-corrected); ``md_settings`` (JSON: protocol,
+    integrators, ASE and backend versions); ``seed`` (velocities); ``model``. With
+    ``--from-trajectory``: ``md_temperature``, ``md_timestep_fs``, ``md_n_frames``
 
 Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
 read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives
