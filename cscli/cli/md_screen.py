@@ -2,16 +2,15 @@
 
 import click
 
-from cscli.cli.options import config_option, model_options, pass_stream, seed_option, work_dir_option
+from cscli.cli.options import model_options, pass_stream, seed_option, work_dir_option
 
 
 @click.command("md-screen")
-@pass_stream("md-screen")
+@pass_stream("md-screen", no_input_with="from_trajectory")
 @model_options(default=None)
 @work_dir_option("Checkpoints of each frame's MD (a killed run resumes from them); default: OUTPUT.md-work "
                  "next to an output file, none on stdout.")
 @seed_option
-@config_option
 @click.option("--min-fraction", default="Li=0.15,S=0.45", show_default=True, metavar="El=X,...",
               help="Filter: atom fraction of each element must exceed X ('none': no fraction filter).")
 @click.option("--require", multiple=True, default=("P",), show_default=True, metavar="EL",

@@ -151,14 +151,21 @@ def read_input(inputs, input_format) -> list:
     return frames
 
 
-def pass_stream(command: str, check: bool = True):
+def pass_stream(command: str, check: bool = True, no_input_with: str | None = None):
     """Decorator: turn the shared stream options into ``frames`` and ``settings`` arguments
-    (and add ``--config``)."""
+    (and add ``--config``). ``no_input_with`` names an option that replaces the frame input
+    (md-screen's ``--from-trajectory``): when it is given, ``frames`` is None and stdin is not read."""
 
     def deco(func):
         @functools.wraps(func)
         def wrapper(inputs, output, input_format, output_format, shard, failed, no_resume, quiet, **kwargs):
             settings = stream_settings(command, output, output_format, shard, failed, no_resume, quiet, check=check)
+            if no_input_with and kwargs.get(no_input_with):
+                if inputs:
+                    from cscli.core.errors import UsageError
+
+                    raise UsageError(f"give either INPUT frames or --{no_input_with.replace('_', '-')}, not both")
+                return func(frames=None, settings=settings, **kwargs)
             # run_stream checks each frame (check_frame) and fails a bad one alone
             return func(frames=input_frames(inputs, input_format, check=False), settings=settings, **kwargs)
 
