@@ -73,3 +73,29 @@ def test_generate_help_is_grouped_by_backend(cli):
     assert where == sorted(where)
     assert where[0] < text.index("--max-atoms") < where[1] < text.index("--anion-distance") < where[2]
     assert where[2] < text.index("--mattergen-command") < where[3] < text.index("--csv-to-dataset-command")
+
+
+def test_every_command_has_config_once_and_unique_options():
+    """Every implemented command takes --config exactly once, and no option string is defined twice
+    (click only warns about duplicates, and the later one silently wins)."""
+    import importlib
+
+    from cscli.cli.main import COMMANDS, _module_exists
+
+    def commands(cmd, prefix):
+        yield prefix, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():  # click groups (density)
+            yield from commands(sub, f"{prefix} {name}")
+
+    checked = 0
+    for name, (module_name, _) in COMMANDS.items():
+        if not _module_exists(module_name):
+            continue
+        for label, cmd in commands(importlib.import_module(module_name).command, name):
+            if getattr(cmd, "commands", None):
+                continue
+            opts = [o for p in cmd.params for o in getattr(p, "opts", [])]
+            assert len(opts) == len(set(opts)), (label, sorted(o for o in opts if opts.count(o) > 1))
+            assert opts.count("--config") == 1, label
+            checked += 1
+    assert checked >= 15
