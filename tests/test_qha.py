@@ -92,3 +92,92 @@ def test_parse_grid_and_supercell():
     lengths = np.linalg.norm(m @ cell, axis=1)
     assert np.all(lengths >= 12.0) and np.all(lengths < 12.0 + np.linalg.norm(cell, axis=1))
     assert_allclose(np.diag(m), [4, 3, 2])
+
+
+# ----------------------------------------------------------------------------- end to end with a shipped model
+
+E2E_SCALES = (0.97, 0.985, 1.0, 1.015, 1.03)
+E2E_MESH = (7, 7, 7)
+E2E_MIN_LENGTH = 7.0  # Å: a 2x2x2 supercell of the 3-atom Li2S primitive cell (24 atoms)
+
+
+def li2s_primitive():
+    from ase.spacegroup import crystal
+
+    atoms = crystal(["S", "Li"], [(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225,
+                    cellpar=[5.70, 5.70, 5.70, 90, 90, 90], primitive_cell=True)
+    atoms.info["id"] = "li2s"
+    return atoms
+
+
+def direct_phonopy_gibbs(atoms, model, temperatures, pressures):
+    """G(T, p) per atom written out with ASE and phonopy's own run_qha: scale, relax at fixed volume,
+    displace, forces, force constants, run_qha."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from phonopy import Phonopy, run_qha
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from cscli.core.models import load_calculator
+
+    calc = load_calculator(model, "cpu")
+    phonopys, energies = [], []
+    for s in E2E_SCALES:
+        work = atoms.copy()
+        work.set_cell(np.array(atoms.cell) * s, scale_atoms=True)
+        work.calc = calc
+        FIRE(FrechetCellFilter(work, constant_volume=True), logfile=None).run(fmax=0.001, steps=200)
+        energies.append(work.get_potential_energy())
+        unit = PhonopyAtoms(symbols=work.get_chemical_symbols(), cell=np.array(work.cell),
+                            scaled_positions=work.get_scaled_positions())
+        lengths = np.linalg.norm(np.array(work.cell), axis=1)
+        phonon = Phonopy(unit, supercell_matrix=np.diag(np.ceil(E2E_MIN_LENGTH / lengths).astype(int)))
+        phonon.generate_displacements(distance=0.01)
+        forces = []
+        for sc in phonon.supercells_with_displacements:
+            from ase import Atoms
+
+            disp = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True, calculator=calc)
+            forces.append(disp.get_forces())
+        phonon.forces = np.array(forces)
+        phonon.produce_force_constants()
+        phonopys.append(phonon)
+    temps = np.append(temperatures, temperatures[-1] + (temperatures[-1] - temperatures[-2]))
+    rows = []
+    for p in pressures:
+        result = run_qha(phonopys, temps, internal_energies=energies, mesh=E2E_MESH, pressure=p, eos="vinet")
+        rows.append(np.asarray(result.gibbs_free_energies) / len(atoms))
+    return np.array(rows).T  # [T][p]
+
+
+@pytest.mark.slow
+def test_cli_qha_matches_direct_phonopy_ase(tmp_path, cli):
+    from ase.io import write
+
+    from cscli.core.frames import info_json, read_frames
+
+    src = tmp_path / "li2s.extxyz"
+    write(src, li2s_primitive(), format="extxyz")
+    out = tmp_path / "qha.extxyz"
+    res = cli("qha", src, "-o", out, "--model", "7net-0", "--device", "cpu", "--no-prerelax",
+                  "--scales", ",".join(map(str, E2E_SCALES)), "--mesh", ",".join(map(str, E2E_MESH)),
+                  "--min-length", E2E_MIN_LENGTH, "--temperatures", "0:300:50", "--pressures", "0,2",
+                  "--steps", 200, "--plot-dir", tmp_path / "plots", "-q")
+    assert res.returncode == 0, res.stderr
+    (frame,) = read_frames(str(out))
+    gibbs = np.array(info_json(frame, "qha_gibbs_per_atom"))
+    temps = np.array(info_json(frame, "qha_temperatures"))
+    assert_allclose(temps, np.arange(0, 301, 50))
+    assert_allclose(info_json(frame, "qha_pressures"), [0, 2])
+    direct = direct_phonopy_gibbs(li2s_primitive(), "7net-0", temps, [0.0, 2.0])
+    assert_allclose(gibbs, direct, atol=1e-3)  # 1 meV/atom
+    alpha = np.array(info_json(frame, "qha_thermal_expansion"))
+    assert np.all(alpha[2:, 0] > 0)  # Li2S expands on heating
+    volume = np.array(info_json(frame, "qha_volume_per_atom"))
+    assert np.all(volume[:, 1] < volume[:, 0])  # and shrinks under 2 GPa
+    assert frame.info["qha_imaginary"] is False or frame.info["qha_imaginary"] == False  # noqa: E712
+    assert frame.info["model"] == "7net-0"
+    assert (tmp_path / "plots" / "li2s.png").stat().st_size > 10_000
+    # resume: the per-volume force sets are cached; a second run into a new file reuses them
+    work = tmp_path / "qha.qha-work"
+    assert len(list(work.glob("*/scale-*.json"))) == len(E2E_SCALES)

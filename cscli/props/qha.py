@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -188,8 +189,6 @@ def scaled_cell(atoms: Atoms, scale: float) -> Atoms:
 
 def relax_fixed_volume(atoms: Atoms, calc, fmax: float, steps: int) -> tuple[Atoms, bool]:
     """Relax ions and cell shape at constant volume (FrechetCellFilter, constant_volume=True)."""
-    import warnings
-
     from ase.filters import FrechetCellFilter
     from ase.optimize import FIRE
 
@@ -313,38 +312,56 @@ def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> d
     phonon = phonopy_for(point.atoms, smatrix)
     phonon.dataset = point.dataset
     phonon.produce_force_constants()
-    phonon.run_mesh(mesh, with_eigenvectors=False, is_gamma_center=True)
+    with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
+        warnings.filterwarnings("ignore", message="Half-grid shift")
+        phonon.run_mesh(mesh, with_eigenvectors=False)  # phonopy's default mesh, as run_qha samples it
     freqs = np.asarray(phonon.get_mesh_dict()["frequencies"])
-    phonon.run_thermal_properties(temperatures=temperatures)
+    gamma = np.asarray(phonon.get_frequencies([0.0, 0.0, 0.0]))  # soft modes at Gamma count too
+    with warnings.catch_warnings():
+        # the three acoustic modes at Gamma enter the sums as in phonopy's defaults; no warning per volume
+        warnings.filterwarnings("ignore", message=".*acoustic mode.*at Gamma")
+        phonon.run_thermal_properties(temperatures=temperatures)
     tp = phonon.get_thermal_properties_dict()
-    return {"min_frequency": float(freqs.min()), "free_energy": np.asarray(tp["free_energy"]),
+    return {"min_frequency": float(min(freqs.min(), gamma.min())), "free_energy": np.asarray(tp["free_energy"]),
             "entropy": np.asarray(tp["entropy"]), "heat_capacity": np.asarray(tp["heat_capacity"]),
             "mesh": [int(m) for m in phonon.mesh_numbers]}
+
+
+def _atoms_to_json(atoms: Atoms) -> dict:
+    return {"cell": np.array(atoms.cell).tolist(), "numbers": atoms.numbers.tolist(),
+            "scaled_positions": atoms.get_scaled_positions(wrap=False).tolist()}
+
+
+def _atoms_from_json(data: dict) -> Atoms:
+    from ase import Atoms
+
+    return Atoms(numbers=data["numbers"], cell=data["cell"], scaled_positions=data["scaled_positions"], pbc=True)
 
 
 def _point_to_json(point: VolumePoint) -> dict:
     from cscli.core.frames import to_builtin
 
-    return to_builtin({"scale": point.scale, "energy": point.energy, "converged": point.converged,
-                       "cell": np.array(point.atoms.cell), "numbers": point.atoms.numbers,
-                       "scaled_positions": point.atoms.get_scaled_positions(wrap=False),
-                       "dataset": point.dataset})
+    return to_builtin({**_atoms_to_json(point.atoms), "scale": point.scale, "energy": point.energy,
+                       "converged": point.converged, "dataset": point.dataset})
 
 
 def _point_from_json(data: dict) -> VolumePoint:
-    from ase import Atoms
-
-    atoms = Atoms(numbers=data["numbers"], cell=data["cell"], scaled_positions=data["scaled_positions"], pbc=True)
     dataset = data["dataset"]
     dataset = {**dataset, "first_atoms": [
         {**d, "displacement": np.array(d["displacement"]), "forces": np.array(d["forces"])}
         for d in dataset["first_atoms"]]}
-    return VolumePoint(float(data["scale"]), atoms, float(data["energy"]), dataset, bool(data["converged"]))
+    return VolumePoint(float(data["scale"]), _atoms_from_json(data), float(data["energy"]), dataset,
+                       bool(data["converged"]))
 
 
-def frame_cache_dir(work_dir: str | os.PathLike, frame_id: str, settings: QHASettings, model: str) -> Path:
+def frame_cache_dir(work_dir: str | os.PathLike, atoms: Atoms, settings: QHASettings, model: str) -> Path:
+    """``WORK_DIR/<id>-<hash>``: the hash covers the settings, the model and the input structure."""
+    frame_id = str(atoms.info.get("id", "frame"))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in frame_id)[:80]
-    return Path(work_dir) / f"{safe}-{settings.key(model)}"
+    structure = json.dumps(np.round(np.concatenate([np.array(atoms.cell).ravel(), atoms.get_scaled_positions().ravel(),
+                                                    atoms.numbers]), 6).tolist())
+    digest = hashlib.sha1((settings.key(model) + structure).encode()).hexdigest()[:12]
+    return Path(work_dir) / f"{safe}-{digest}"
 
 
 # ----------------------------------------------------------------------------- one frame
@@ -372,30 +389,24 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
     settings.check()
     model = model or str(getattr(calc, "cscli_model", "model"))
     fid = str(atoms.info.get("id", "frame"))
-    cache = frame_cache_dir(work_dir, fid, settings, model) if work_dir else None
+    cache = frame_cache_dir(work_dir, atoms, settings, model) if work_dir else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
     start = atoms.copy()
     start.calc = None
-    start0 = cache / "start.json" if cache is not None else None
-    if start0 is not None and start0.is_file():
-        atoms0 = _point_from_json(json.loads(start0.read_text())).atoms
+    start_file = cache / "a0.json" if cache is not None else None
+    if start_file is not None and start_file.is_file():
+        atoms0 = _atoms_from_json(json.loads(start_file.read_text()))
     else:
+        atoms0 = start
         if settings.prerelax:
             atoms0 = relax_atoms(start, calc, fmax=settings.prerelax_fmax, steps=settings.steps)
             if not atoms0.info.get("relax_converged"):
                 log.warning(f"frame {fid}: pre-relaxation not converged to fmax {settings.prerelax_fmax} eV/Å "
                             f"in {settings.steps} steps (fmax {atoms0.info.get('relax_fmax', float('nan')):.2g})")
-            atoms0 = atoms0.copy()
-        else:
-            atoms0 = start
-        atoms0 = atoms0.__class__(numbers=atoms0.numbers, cell=atoms0.cell,
-                                  scaled_positions=atoms0.get_scaled_positions(), pbc=True)
-        if start0 is not None:
-            _atomic_write(start0, {"scale": 1.0, "energy": 0.0, "converged": True, "cell": np.array(atoms0.cell).tolist(),
-                                   "numbers": atoms0.numbers.tolist(),
-                                   "scaled_positions": atoms0.get_scaled_positions().tolist(),
-                                   "dataset": {"first_atoms": []}})
+        atoms0 = _atoms_from_json(_atoms_to_json(atoms0))  # a bare copy: no info, no calculator
+        if start_file is not None:
+            _atomic_write(start_file, _atoms_to_json(atoms0))
     smatrix = supercell_matrix(atoms0.cell, settings.min_length)
     t_req = np.asarray(settings.temperatures, dtype=float)
     t_grid = extended_temperatures(t_req)
@@ -524,7 +535,7 @@ def plot_frame(result: FrameQHA, path, title: str = "", n_curves: int = 7) -> No
         axs[0].plot(fit.volumes / n, f / n, "o", color=colour, ms=4)
         params = fit_to_eos(fit.volumes, f, eos)
         if params is not None:
-            axs[0].plot(vv / n, eos(vv, *params) / n, "-", color=colour, label=f"{fit.temperatures[i]:g} K")
+            axs[0].plot(vv / n, eos(vv, params) / n, "-", color=colour, label=f"{fit.temperatures[i]:g} K")
     axs[0].plot(fit.volume[0] / n, fit.gibbs[0] / n, "r--", lw=1, label="G minimum")
     axs[0].set(xlabel="V (Å³/atom)", ylabel="F (eV/atom)", title=f"F(V), p = {fit.pressures[0]:g} GPa")
     axs[0].legend(fontsize=7)
