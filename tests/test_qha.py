@@ -45,8 +45,10 @@ def test_fit_qha_reproduces_phonopy_si_arrays_at_0_and_5_gpa(si):
         # phonopy's own test tolerances for the finite-difference quantities
         assert_allclose(fit.thermal_expansion[row, t_idx] * 1e6, ref["thermal_expansion_Si"][row], atol=0.01)
         assert_allclose(fit.heat_capacity_p[row, t_idx], ref["cp_temperature_Si"][row], atol=0.02)
-    # the pV term: at 5 GPa G = min_V[F + pV] is higher and V smaller at every T
-    assert np.all(fit.gibbs[1] > fit.gibbs[0]) and np.all(fit.volume[1] < fit.volume[0])
+    # the pV term: dG/dp = V and V falls with p, so G(5 GPa) - G(0) lies between 5 GPa x V(5 GPa)
+    # and 5 GPa x V(0) at every T: low-density states pay more
+    rise = fit.gibbs[1] - fit.gibbs[0]
+    assert np.all(rise > 5.0 * fit.volume[1] / EV_A3_TO_GPA) and np.all(rise < 5.0 * fit.volume[0] / EV_A3_TO_GPA)
 
 
 def _read_thermal_yaml(path):
@@ -181,3 +183,105 @@ def test_cli_qha_matches_direct_phonopy_ase(tmp_path, cli):
     # resume: the per-volume force sets are cached; a second run into a new file reuses them
     work = tmp_path / "qha.qha-work"
     assert len(list(work.glob("*/scale-*.json"))) == len(E2E_SCALES)
+
+
+# ----------------------------------------------------------------------------- Gibbs hulls: hull --at
+
+GRID_T = [0.0, 300.0, 600.0]
+GRID_P = [0.0, 1.0, 2.0]
+
+
+def gibbs_model(energy_per_atom, volume_per_atom, t, p):
+    """A G(T, p) per atom linear in T and p: static E + pV, minus T·s with s growing with V/atom
+    (open structures vibrate more). Bilinear interpolation reproduces it exactly."""
+    return energy_per_atom + p * volume_per_atom / EV_A3_TO_GPA - t * 1e-4 * volume_per_atom / 20.0
+
+
+HULL_PHASES = ("Li", "P", "S", "Li2S", "Li3P", "P4S3", "P2S5", "gamma-Li3PS4", "beta-Li3PS4", "Li4P2S6",
+               "Li2P2S6")  # the small cells of the 16 (the 42-125-atom ones only cost time here)
+
+
+@pytest.fixture(scope="module")
+def gibbs_phases(phase):
+    """Reference phases with 7net-0 single-point energies and qha keys on a 3x3 (T, p) grid."""
+    from cscli.core.models import load_calculator
+
+    calc = load_calculator("7net-0", "cpu")
+    frames = []
+    for name in HULL_PHASES:
+        atoms = phase(name)
+        atoms.calc = calc
+        e, v = atoms.get_potential_energy() / len(atoms), atoms.get_volume() / len(atoms)
+        atoms.calc = None
+        atoms.info.update(model="7net-0", energy=e * len(atoms), qha_temperatures=GRID_T, qha_pressures=GRID_P,
+                          qha_gibbs_per_atom=[[gibbs_model(e, v, t, p) for p in GRID_P] for t in GRID_T],
+                          e0=e, v0=v)
+        frames.append(atoms)
+    return frames
+
+
+def by_hand_e_hull(refs, frames, t, p):
+    """pymatgen PhaseDiagram of the references' G(t, p), queried with each frame's G(t, p)."""
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    def entry(a):
+        return PDEntry(Composition(a.get_chemical_formula()), len(a) * gibbs_model(a.info["e0"], a.info["v0"], t, p),
+                       name=a.info["id"])
+
+    diagram = PhaseDiagram([entry(a) for a in refs])
+    return {a.info["id"]: diagram.get_decomp_and_e_above_hull(entry(a), allow_negative=True)[1] for a in frames}
+
+
+@pytest.mark.slow
+def test_hull_at_equals_pymatgen_by_hand_and_plots(gibbs_phases, tmp_path, cli):
+    from ase.io import write
+
+    from cscli.core.frames import read_frames
+
+    refs = [a for a in gibbs_phases if a.info["id"] != "ref-beta-Li3PS4"]  # beta is a candidate here
+    write(tmp_path / "refs.extxyz", refs, format="extxyz")
+    write(tmp_path / "frames.extxyz", gibbs_phases, format="extxyz")
+    for t, p in [(450.0, 1.5), (0.0, 0.0), (300.0, 2.0)]:  # (450, 1.5) lies between grid points
+        out, plot = tmp_path / f"hull-{t:g}-{p:g}.extxyz", tmp_path / f"pd-{t:g}-{p:g}.png"
+        res = cli("hull", tmp_path / "frames.extxyz", "--refs", tmp_path / "refs.extxyz", "--at", f"{t:g},{p:g}",
+                  "-o", out, "--plot", plot, "-q")
+        assert res.returncode == 0, res.stderr
+        frames = read_frames(str(out))
+        got = {a.info["id"]: a.info["e_hull"] for a in frames}
+        expected = by_hand_e_hull(refs, gibbs_phases, t, p)
+        assert got.keys() == expected.keys()
+        assert_allclose([got[k] for k in expected], [expected[k] for k in expected], atol=1e-9)
+        assert {a.info["hull_condition"] for a in frames} == {f"G({t:g} K, {p:g} GPa)"}
+        assert plot.stat().st_size > 20_000
+
+
+def test_hull_at_bad_input(gibbs_phases, tmp_path, cli):
+    from ase.io import write
+
+    refs = tmp_path / "refs.extxyz"
+    write(refs, gibbs_phases, format="extxyz")
+    plain = tmp_path / "plain.extxyz"
+    bare = gibbs_phases[3].copy()
+    for key in [k for k in bare.info if k.startswith("qha_")]:
+        del bare.info[key]
+    write(plain, bare, format="extxyz")
+    out = tmp_path / "out.extxyz"
+    # a condition outside the grid: one line, non-zero exit
+    res = cli("hull", refs, "--refs", refs, "--at", "900,0", "-o", out)
+    assert res.returncode != 0
+    assert "outside" in res.stderr and "Traceback" not in res.stderr
+    # references without qha keys
+    res = cli("hull", refs, "--refs", plain, "--at", "300,0", "-o", out)
+    assert res.returncode != 0 and "cscli qha" in res.stderr and "Traceback" not in res.stderr
+    # a frame without qha keys fails alone; the others are written
+    mixed = tmp_path / "mixed.extxyz"
+    bare.info["id"] = "bare"
+    write(mixed, [gibbs_phases[0], bare], format="extxyz")
+    res = cli("hull", mixed, "--refs", refs, "--at", "300,1", "-o", out, "--no-resume")
+    assert res.returncode != 0 and "run `cscli qha`" in res.stderr
+    from cscli.core.frames import read_frames
+
+    assert [a.info["id"] for a in read_frames(str(out))] == [gibbs_phases[0].info["id"]]
+    res = cli("hull", refs, "--refs", refs, "--at", "300", "-o", out)
+    assert res.returncode == 2 and "T,p" in res.stderr
