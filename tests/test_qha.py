@@ -285,3 +285,78 @@ def test_hull_at_bad_input(gibbs_phases, tmp_path, cli):
     assert [a.info["id"] for a in read_frames(str(out))] == [gibbs_phases[0].info["id"]]
     res = cli("hull", refs, "--refs", refs, "--at", "300", "-o", out)
     assert res.returncode == 2 and "T,p" in res.stderr
+
+
+# ----------------------------------------------------------------------------- imaginary modes, bad input
+
+
+def emt_settings(scales):
+    from cscli.props.qha import QHASettings
+
+    return QHASettings(scales=tuple(scales), temperatures=(0.0, 100.0, 200.0, 300.0), pressures=(0.0,),
+                       min_length=6.0, mesh=(5, 5, 5), steps=0, prerelax=False)
+
+
+@pytest.mark.slow
+def test_imaginary_volumes_are_dropped_then_the_frame_fails(tmp_path):
+    """EMT copper: fcc is stable except at +10 % lattice (lowest frequency about -0.8 THz on this
+    mesh), bcc is dynamically unstable (about -1 THz) at most volumes of the grid."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import qha_frame, qha_info
+
+    fcc = bulk("Cu", "fcc", a=3.61)
+    fcc.info["id"] = "cu-fcc"
+    result = qha_frame(fcc, EMT(), emt_settings([0.95, 0.975, 1.0, 1.025, 1.05, 1.1]), work_dir=tmp_path)
+    info = qha_info(result)
+    assert info["qha_imaginary"] is True
+    assert info["qha_scales_used"] == [0.95, 0.975, 1.0, 1.025, 1.05]
+    assert info["qha_min_frequency"][-1] < -0.5 and min(info["qha_min_frequency"][:-1]) > -0.1
+    assert_allclose(result.fit.volumes, [fcc.get_volume() * s**3 for s in info["qha_scales_used"]], rtol=1e-9)
+    # resume: a second call reads every volume back from the cache and gives the same numbers
+    again = qha_frame(fcc, EMT(), emt_settings([0.95, 0.975, 1.0, 1.025, 1.05, 1.1]), work_dir=tmp_path)
+    assert_allclose(again.fit.gibbs, result.fit.gibbs, rtol=0, atol=1e-12)
+
+    bcc = bulk("Cu", "bcc", a=2.87)
+    bcc.info["id"] = "cu-bcc"
+    with pytest.raises(FrameError, match=r"imaginary modes at \d of 5 volumes.*only \d stable volumes remain"):
+        qha_frame(bcc, EMT(), emt_settings([0.95, 0.975, 1.0, 1.025, 1.05]))
+
+
+def test_a_model_returning_nan_fails_the_frame():
+    from ase.build import bulk
+    from ase.calculators.calculator import Calculator, all_changes
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import qha_frame
+
+    class NaNCalculator(Calculator):
+        implemented_properties = ["energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            n = len(self.atoms)
+            self.results = {"energy": float("nan"), "forces": np.full((n, 3), np.nan), "stress": np.full(6, np.nan)}
+
+    atoms = bulk("Cu", "fcc", a=3.61)
+    with pytest.raises(FrameError, match="non-finite"):
+        qha_frame(atoms, NaNCalculator(), emt_settings([0.96, 0.98, 1.0, 1.02, 1.04]))
+
+
+def test_cli_qha_bad_grids(tmp_path, cli):
+    from ase.build import bulk
+    from ase.io import write
+
+    src = tmp_path / "cu.extxyz"
+    write(src, bulk("Cu", "fcc", a=3.61), format="extxyz")
+    out = tmp_path / "out.extxyz"
+    out.write_text("")
+    for args, needle in [(["--scales", "0.98:1.02:0.02"], "at least 5"),
+                         (["--temperatures", "300"], "at least two temperatures"),
+                         (["--scales", "1:0.9:0.01"], "LO <= HI"),
+                         (["--mesh", "4,4"], "three positive integers")]:
+        res = cli("qha", src, "-o", out, *args)
+        assert res.returncode == 2, res.stderr
+        assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -315,15 +315,15 @@ def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> d
     with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
         warnings.filterwarnings("ignore", message="Half-grid shift")
         phonon.run_mesh(mesh, with_eigenvectors=False)  # phonopy's default mesh, as run_qha samples it
-    freqs = np.asarray(phonon.get_mesh_dict()["frequencies"])
-    gamma = np.asarray(phonon.get_frequencies([0.0, 0.0, 0.0]))  # soft modes at Gamma count too
+    freqs = np.asarray(phonon.mesh.frequencies)
+    gamma = np.asarray(phonon.run_qpoints([[0.0, 0.0, 0.0]]).frequencies[0])  # soft modes at Gamma count too
     with warnings.catch_warnings():
         # the three acoustic modes at Gamma enter the sums as in phonopy's defaults; no warning per volume
         warnings.filterwarnings("ignore", message=".*acoustic mode.*at Gamma")
         phonon.run_thermal_properties(temperatures=temperatures)
-    tp = phonon.get_thermal_properties_dict()
-    return {"min_frequency": float(min(freqs.min(), gamma.min())), "free_energy": np.asarray(tp["free_energy"]),
-            "entropy": np.asarray(tp["entropy"]), "heat_capacity": np.asarray(tp["heat_capacity"]),
+    tp = phonon.thermal_properties
+    return {"min_frequency": float(min(freqs.min(), gamma.min())), "free_energy": np.asarray(tp.free_energy),
+            "entropy": np.asarray(tp.entropy), "heat_capacity": np.asarray(tp.heat_capacity),
             "mesh": [int(m) for m in phonon.mesh_numbers]}
 
 
