@@ -133,7 +133,8 @@ def direct_phonopy_gibbs(atoms, model, temperatures, pressures):
         unit = PhonopyAtoms(symbols=work.get_chemical_symbols(), cell=np.array(work.cell),
                             scaled_positions=work.get_scaled_positions())
         lengths = np.linalg.norm(np.array(work.cell), axis=1)
-        phonon = Phonopy(unit, supercell_matrix=np.diag(np.ceil(E2E_MIN_LENGTH / lengths).astype(int)))
+        phonon = Phonopy(unit, supercell_matrix=np.diag(np.ceil(E2E_MIN_LENGTH / lengths).astype(int)),
+                         primitive_matrix="P")
         phonon.generate_displacements(distance=0.01)
         forces = []
         for sc in phonon.supercells_with_displacements:
@@ -360,3 +361,20 @@ def test_cli_qha_bad_grids(tmp_path, cli):
         res = cli("qha", src, "-o", out, *args)
         assert res.returncode == 2, res.stderr
         assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_sevennet_batched_forces_equal_one_at_a_time():
+    from cscli.core.models import load_calculator
+    from cscli.props.qha import batched_backend, evaluate_forces
+
+    calc = load_calculator("7net-0", "cpu")
+    assert batched_backend(calc) == "sevennet-batch"
+    structures = []
+    for seed in range(3):
+        atoms = li2s_primitive().repeat((1, 1, 2))
+        atoms.rattle(0.05, seed=seed)
+        structures.append(atoms)
+    one = evaluate_forces(calc, structures, batch_size=1)
+    batched = evaluate_forces(calc, structures, batch_size=2)  # two batches: 2 + 1 structures
+    assert_allclose(np.array(batched), np.array(one), atol=1e-5)
+    assert np.abs(np.array(one)).max() > 0.05  # real forces, not zeros

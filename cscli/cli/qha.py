@@ -32,12 +32,15 @@ DEFAULT_SCALES = "0.94:1.06:0.02"
 @click.option("--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps per relaxation.")
 @click.option("--imaginary-tol", type=click.FloatRange(0), default=0.1, show_default=True,
               help="A lowest mesh frequency below -TOL (THz) marks a volume unstable.")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+              help="Displaced supercells per model call where the backend batches (SevenNet); 1 = one at a "
+                   "time (faster on CPU, see docs/qha.md).")
 @work_dir_option("Cache of per-volume relaxed cells and force sets; a killed run resumes from it "
                  "(default: OUTPUT.qha-work beside a file output, none for stdout).")
 @plot_dir_option("per frame F(V) at several T with the G minimum path, V(T) and α(T)")
 @config_option
 def command(frames, settings, model, device, scales, temperatures, pressures, eos, min_length, mesh, displacement,
-            no_prerelax, fmax, steps, imaginary_tol, work_dir, plot_dir):
+            no_prerelax, fmax, steps, imaginary_tol, batch_size, work_dir, plot_dir):
     """Quasi-harmonic Gibbs free energy G(T, p) of each frame.
 
     Per frame: pre-relax (tight --fmax), scale the lattice by each --scales factor, relax ions and
@@ -74,7 +77,7 @@ def command(frames, settings, model, device, scales, temperatures, pressures, eo
     qset = QHASettings(scales=tuple(parse_grid(scales, "--scales")), temperatures=tuple(parse_grid(temperatures, "--temperatures")),
                        pressures=tuple(parse_grid(pressures, "--pressures")), eos=eos, min_length=min_length, mesh=mesh_value,
                        displacement=displacement, prerelax=not no_prerelax, prerelax_fmax=fmax, fmax=fmax, steps=steps,
-                       imaginary_tol=imaginary_tol)
+                       imaginary_tol=imaginary_tol, batch_size=batch_size)
     qset.check()  # bad grids fail before the model loads
     if work_dir is None and settings.output != "-":
         work_dir = str(Path(settings.output).with_suffix("")) + ".qha-work"

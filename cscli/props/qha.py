@@ -207,18 +207,62 @@ def relax_fixed_volume(atoms: Atoms, calc, fmax: float, steps: int) -> tuple[Ato
     return work, converged
 
 
-def evaluate_forces(calc, structures: list[Atoms]) -> list[np.ndarray]:
-    """Forces of each structure, one at a time (SevenNet's and CHGNet's ASE calculators take one
-    structure per call; see docs/qha.md)."""
-    out = []
-    for atoms in structures:
-        atoms = atoms.copy()
-        atoms.calc = calc
-        forces = np.array(atoms.get_forces(), dtype=float)
-        atoms.calc = None
-        if not np.all(np.isfinite(forces)):
-            raise FrameError("model returned non-finite forces on a displaced supercell")
-        out.append(forces)
+def batched_backend(calc) -> str | None:
+    """Name of the batched force path available for ``calc``, or None (one structure per call)."""
+    try:
+        from sevenn.calculator import SevenNetCalculator
+        from sevenn.nn.sequential import AtomGraphSequential
+    except ImportError:  # pragma: no cover - sevenn is a core dependency
+        return None
+    if (isinstance(calc, SevenNetCalculator) and isinstance(getattr(calc, "model", None), AtomGraphSequential)
+            and not getattr(calc, "modal", None)):
+        return "sevennet-batch"
+    return None
+
+
+def _sevennet_batch_forces(calc, structures: list[Atoms], batch_size: int) -> list[np.ndarray]:
+    """SevenNet forces of many structures in batched graphs (SevenNet's own inference path:
+    ``AtomGraphData`` graphs collated by torch_geometric, the model in batch mode)."""
+    import sevenn._keys as KEY
+    import torch
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+    from torch_geometric.data import Batch
+
+    model = calc.model
+    out: list[np.ndarray] = []
+    model.set_is_batch_data(True)
+    try:
+        for start in range(0, len(structures), batch_size):
+            chunk = structures[start:start + batch_size]
+            graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(a, calc.cutoff, with_shift=False))
+                      for a in chunk]
+            batch = Batch.from_data_list(graphs).to(calc.device)
+            with torch.enable_grad():
+                result = model(batch)
+            forces = result[KEY.PRED_FORCE].detach().cpu().numpy()
+            offsets = np.cumsum([0] + [len(a) for a in chunk])
+            out.extend(forces[offsets[i]:offsets[i + 1]].astype(float) for i in range(len(chunk)))
+    finally:
+        model.set_is_batch_data(False)
+    return out
+
+
+def evaluate_forces(calc, structures: list[Atoms], batch_size: int = 1) -> list[np.ndarray]:
+    """Forces of each structure: in batches of ``batch_size`` where the backend batches (SevenNet
+    checkpoints without a modal head, see :func:`batched_backend`), else one structure per ASE call
+    (CHGNet, MatterSim, DPA-3 and MACE through their ASE calculators)."""
+    if batch_size > 1 and len(structures) > 1 and batched_backend(calc):
+        out = _sevennet_batch_forces(calc, structures, batch_size)
+    else:
+        out = []
+        for atoms in structures:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            out.append(np.array(atoms.get_forces(), dtype=float))
+            atoms.calc = None
+    if not all(np.all(np.isfinite(f)) for f in out):
+        raise FrameError("model returned non-finite forces on a displaced supercell")
     return out
 
 
@@ -249,6 +293,7 @@ class QHASettings:
     steps: int = 500
     imaginary_tol: float = 0.1  # THz; a lowest frequency below -tol is an imaginary mode
     min_volumes: int = MIN_VOLUMES
+    batch_size: int = 1  # displaced supercells per model call where the backend batches (SevenNet)
 
     def check(self) -> None:
         if len(self.scales) < self.min_volumes:
@@ -290,7 +335,9 @@ class VolumePoint:
 def phonopy_for(atoms: Atoms, smatrix, displacement: float | None = None):
     from phonopy import Phonopy
 
-    phonon = Phonopy(to_phonopy_atoms(atoms), supercell_matrix=smatrix, primitive_matrix=None)
+    # primitive_matrix="P": the input cell itself (phonopy 4 would pick a primitive cell by default),
+    # so F, S, C_v, E and V all refer to one cell and per-atom values divide by its atom count
+    phonon = Phonopy(to_phonopy_atoms(atoms), supercell_matrix=smatrix, primitive_matrix="P")
     if displacement is not None:
         phonon.generate_displacements(distance=displacement)
     return phonon
@@ -302,7 +349,7 @@ def compute_volume(atoms0: Atoms, scale: float, calc, settings: QHASettings, sma
     energy = potential_energy(relaxed, calc)
     phonon = phonopy_for(relaxed, smatrix, settings.displacement)
     structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
-    forces = evaluate_forces(calc, structures)
+    forces = evaluate_forces(calc, structures, settings.batch_size)
     phonon.forces = np.array(forces)
     return VolumePoint(scale, relaxed, energy, phonon.dataset, converged)
 
@@ -510,7 +557,8 @@ def qha_provenance(calc, settings: QHASettings) -> str:
 
     return json.dumps({**settings.as_dict(), "model": model, "backend": backend,
                        "backend_version": _version(package), "phonopy_version": _version("phonopy"),
-                       "force_evaluation": "sequential"})
+                       "force_evaluation": (f"{batched_backend(calc)} (batch {settings.batch_size})"
+                                            if batched_backend(calc) and settings.batch_size > 1 else "sequential")})
 
 
 def plot_frame(result: FrameQHA, path, title: str = "", n_curves: int = 7) -> None:
