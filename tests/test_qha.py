@@ -51,25 +51,28 @@ def test_fit_qha_reproduces_phonopy_si_arrays_at_0_and_5_gpa(si):
     assert np.all(rise > 5.0 * fit.volume[1] / EV_A3_TO_GPA) and np.all(rise < 5.0 * fit.volume[0] / EV_A3_TO_GPA)
 
 
-def _read_thermal_yaml(path):
+@pytest.fixture(scope="module")
+def al(shared_data):
+    """phonopy's Al-QHA example: e-v.dat and the 11 thermal_properties.yaml files ([T, V] arrays)."""
     import yaml
 
-    data = yaml.safe_load(path.read_text())
-    rows = data["thermal_properties"]
-    return (np.array([r["temperature"] for r in rows]), np.array([r["free_energy"] for r in rows]),
-            np.array([r["entropy"] for r in rows]), np.array([r["heat_capacity"] for r in rows]))
+    folder = shared_data / "phonopy_qha" / "Al-QHA"
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    columns = []
+    for i in range(-5, 6):
+        rows = yaml.load((folder / f"thermal_properties.yaml-{i}").read_text(), Loader=loader)["thermal_properties"]
+        columns.append([[r[k] for r in rows] for k in ("temperature", "free_energy", "entropy", "heat_capacity")])
+    columns = np.array(columns)  # [V, quantity, T]
+    results = json.loads((folder / "Al_QHA_reference_computed_phonopy.json").read_text())["results"]
+    return np.loadtxt(folder / "e-v.dat"), columns[0, 0], columns[:, 1].T, columns[:, 2].T, columns[:, 3].T, results
 
 
 @pytest.mark.parametrize("eos", ["vinet", "birch_murnaghan", "murnaghan"])
-def test_fit_qha_reproduces_phonopy_al_example(shared_data, eos):
+def test_fit_qha_reproduces_phonopy_al_example(al, eos):
     from cscli.props.qha import fit_qha
 
-    folder = shared_data / "phonopy_qha" / "Al-QHA"
-    ref = json.loads((folder / "Al_QHA_reference_computed_phonopy.json").read_text())["results"][eos]
-    ev = np.loadtxt(folder / "e-v.dat")
-    columns = [_read_thermal_yaml(folder / f"thermal_properties.yaml-{i}") for i in range(-5, 6)]
-    temps = columns[0][0]
-    fe, s, cv = (np.array([c[k] for c in columns]).T for k in (1, 2, 3))
+    ev, temps, fe, s, cv, results = al
+    ref = results[eos]
     fit = fit_qha(ev[:, 0], ev[:, 1], temps, fe, cv, s, pressures=[0.0], eos=eos, t_max=400)
     idx = [int(np.argmin(np.abs(fit.temperatures - t))) for t in ref["T_K"]]
     assert_allclose(fit.gibbs[0, idx], ref["gibbs_eV"], atol=1e-5)

@@ -6,7 +6,7 @@ import click
 
 from cscli.cli.options import config_option, model_options, pass_stream, plot_dir_option, work_dir_option
 
-DEFAULT_SCALES = "0.94:1.06:0.02"
+DEFAULT_SCALES = "0.95:1.05:0.02"
 
 
 @click.command("qha")

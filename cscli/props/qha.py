@@ -280,7 +280,7 @@ def potential_energy(atoms: Atoms, calc) -> float:
 
 @dataclass
 class QHASettings:
-    scales: tuple[float, ...] = tuple(np.round(np.arange(0.95, 1.0501, 0.02), 4))
+    scales: tuple[float, ...] = (0.95, 0.97, 0.99, 1.01, 1.03, 1.05)  # = the CLI default 0.95:1.05:0.02
     temperatures: tuple[float, ...] = tuple(np.arange(0.0, 601.0, 10.0))
     pressures: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     eos: str = "vinet"
