@@ -188,23 +188,16 @@ def scaled_cell(atoms: Atoms, scale: float) -> Atoms:
 
 
 def relax_fixed_volume(atoms: Atoms, calc, fmax: float, steps: int) -> tuple[Atoms, bool]:
-    """Relax ions and cell shape at constant volume (FrechetCellFilter, constant_volume=True)."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
+    """Relax ions and cell shape at constant volume (``relax_atoms`` with FrechetCellFilter,
+    constant_volume=True, FIRE); the result carries ``energy``."""
+    from cscli.explore.relax import relax_atoms
 
-    work = atoms.copy()
-    work.calc = calc
-    converged = True
-    if steps > 0:
-        target = FrechetCellFilter(work, constant_volume=True)
-        opt = FIRE(target, logfile=None)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="logm result may be inaccurate")
-                converged = bool(opt.run(fmax=fmax, steps=steps))
-        except (FloatingPointError, ValueError, RuntimeError) as exc:
-            raise FrameError(f"fixed-volume relaxation failed: {exc}") from None
-    return work, converged
+    if steps == 0:
+        work = atoms.copy()
+        work.info["energy"] = potential_energy(work, calc)
+        return work, True
+    result = relax_atoms(atoms, calc, fmax=fmax, steps=steps, optimizer="FIRE", constant_volume=True)
+    return result, bool(result.info["relax_converged"])
 
 
 def batched_backend(calc) -> str | None:
@@ -346,7 +339,7 @@ def phonopy_for(atoms: Atoms, smatrix, displacement: float | None = None):
 def compute_volume(atoms0: Atoms, scale: float, calc, settings: QHASettings, smatrix) -> VolumePoint:
     """Relax at the scaled volume, displace, and compute the force sets of one volume."""
     relaxed, converged = relax_fixed_volume(scaled_cell(atoms0, scale), calc, settings.fmax, settings.steps)
-    energy = potential_energy(relaxed, calc)
+    energy = float(relaxed.info["energy"])
     phonon = phonopy_for(relaxed, smatrix, settings.displacement)
     structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
     forces = evaluate_forces(calc, structures, settings.batch_size)
