@@ -323,6 +323,7 @@ class VolumePoint:
     energy: float  # eV/cell
     dataset: dict  # phonopy displacement dataset with forces
     converged: bool
+    phonon: object = None  # the phonopy object, while in memory
 
 
 def phonopy_for(atoms: Atoms, smatrix, displacement: float | None = None):
@@ -337,20 +338,23 @@ def phonopy_for(atoms: Atoms, smatrix, displacement: float | None = None):
 
 
 def compute_volume(atoms0: Atoms, scale: float, calc, settings: QHASettings, smatrix) -> VolumePoint:
-    """Relax at the scaled volume, displace, and compute the force sets of one volume."""
+    """Relax at the scaled volume, displace, and compute the force sets of one volume (the phonopy
+    object travels along in ``point.phonon`` so that its symmetry search is not repeated)."""
     relaxed, converged = relax_fixed_volume(scaled_cell(atoms0, scale), calc, settings.fmax, settings.steps)
     energy = float(relaxed.info["energy"])
     phonon = phonopy_for(relaxed, smatrix, settings.displacement)
     structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
     forces = evaluate_forces(calc, structures, settings.batch_size)
     phonon.forces = np.array(forces)
-    return VolumePoint(scale, relaxed, energy, phonon.dataset, converged)
+    return VolumePoint(scale, relaxed, energy, phonon.dataset, converged, phonon)
 
 
 def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> dict:
     """Frequencies and thermal properties of one volume from its force sets."""
-    phonon = phonopy_for(point.atoms, smatrix)
-    phonon.dataset = point.dataset
+    phonon = point.phonon
+    if phonon is None:  # read back from the cache
+        phonon = phonopy_for(point.atoms, smatrix)
+        phonon.dataset = point.dataset
     phonon.produce_force_constants()
     with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
         warnings.filterwarnings("ignore", message="Half-grid shift")
@@ -465,6 +469,7 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
                         f"to fmax {settings.fmax} eV/Å")
         points.append(point)
         thermals.append(thermal_of(point, smatrix, settings.mesh, t_grid))
+        point.phonon = None  # force constants of large supercells need not stay in memory
     min_freq = {float(p.scale): t["min_frequency"] for p, t in zip(points, thermals)}
     unstable = [s for s, f in min_freq.items() if f < -settings.imaginary_tol]
     keep = [i for i, p in enumerate(points) if float(p.scale) not in unstable]
