@@ -381,3 +381,21 @@ def test_sevennet_batched_forces_equal_one_at_a_time():
     batched = evaluate_forces(calc, structures, batch_size=2)  # two batches: 2 + 1 structures
     assert_allclose(np.array(batched), np.array(one), atol=1e-5)
     assert np.abs(np.array(one)).max() > 0.05  # real forces, not zeros
+
+
+def test_gibbs_at_interpolates_and_refuses_untrusted_fits():
+    from ase import Atoms
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import gibbs_at
+
+    atoms = Atoms("Li", cell=[3, 3, 3], pbc=True)
+    atoms.info.update(id="x", qha_temperatures=GRID_T, qha_pressures=GRID_P,
+                      qha_gibbs_per_atom=[[gibbs_model(-1.0, 20.0, t, p) for p in GRID_P] for t in GRID_T],
+                      qha_fit_ok=[[True, True, True], [True, True, True], [True, True, False]])
+    assert_allclose(gibbs_at(atoms, 150.0, 0.5), gibbs_model(-1.0, 20.0, 150.0, 0.5), atol=1e-12)
+    assert_allclose(gibbs_at(atoms, 600.0, 1.0), gibbs_model(-1.0, 20.0, 600.0, 1.0), atol=1e-12)
+    with pytest.raises(FrameError, match="unreliable EOS fit"):
+        gibbs_at(atoms, 450.0, 1.5)  # uses the (600 K, 2 GPa) point
+    with pytest.raises(FrameError, match="outside its qha grid"):
+        gibbs_at(atoms, 300.0, 2.5)

@@ -52,7 +52,9 @@ qha (``cscli qha``; 2-D arrays are indexed [temperature][pressure], JSON text in
     (volumetric, 1/K), ``qha_heat_capacity_p`` (J/K/mol of atoms), each T × p
     ``qha_scales`` lattice scale factors computed; ``qha_min_frequency`` lowest phonon frequency
     (THz, mesh and Γ) at each of them; ``qha_scales_used`` those kept in the fit (no imaginary
-    modes); ``qha_imaginary`` bool, some volume had imaginary modes; ``qha_eos``, ``qha_supercell``
+    modes); ``qha_imaginary`` bool, some volume had imaginary modes; ``qha_fit_ok`` (T × p bools:
+    the EOS minimum is backed by the computed volumes; ``hull --at`` refuses the others);
+    ``qha_eos``, ``qha_supercell``
     (diagonal multiples), ``qha_mesh``; ``qha_settings`` (JSON string: settings, model, backend and
     phonopy versions); ``model``
 hull --at T,p

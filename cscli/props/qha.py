@@ -45,6 +45,7 @@ log = get_logger(__name__)
 
 EOS_NAMES = ("vinet", "birch_murnaghan", "murnaghan")
 MIN_VOLUMES = 5
+FIT_DIP_TOL = 0.02  # eV/atom: how far a fitted minimum may lie below the lowest computed F(V) + pV
 KJMOL_PER_EV = 96.48533212331002  # phonopy's EvTokJmol (CODATA 2018)
 
 
@@ -423,6 +424,7 @@ class FrameQHA:
     supercell: list[int]
     mesh: list[int]
     atoms0: Atoms
+    fit_ok: np.ndarray | None = None  # (nP, nT) bool: the EOS minimum is backed by the computed volumes
 
 
 def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.PathLike | None = None,
@@ -488,6 +490,16 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
     cv = np.array([thermals[i]["heat_capacity"] for i in keep]).T
     fit = fit_qha(volumes, energies, t_grid, free_energy, cv, entropy, settings.pressures, settings.eos,
                   t_max=float(t_req[-1]))
+    # an EOS fit whose minimum lies far below every computed point invented it (phonopy's fit can
+    # run away when F(V) has no minimum inside the volumes): such (T, p) points are not trusted
+    dip = (fit.helmholtz_volume.min(axis=2) - fit.gibbs) / len(atoms0)
+    fit_ok = dip < FIT_DIP_TOL
+    if not fit_ok.all():
+        p_idx, t_idx = np.nonzero(~fit_ok)
+        log.warning(f"frame {fid}: the {settings.eos} fit is unreliable at {int((~fit_ok).sum())} (T, p) points "
+                    f"from T={fit.temperatures[t_idx.min()]:g} K (its minimum lies {1e3 * dip.max():.0f} meV/atom "
+                    "below every computed volume): qha_fit_ok marks them, hull --at refuses them; widen --scales or "
+                    "refine --mesh")
     lo, hi = volumes.min(), volumes.max()
     outside = (fit.volume < lo) | (fit.volume > hi)
     if outside.any():
@@ -498,7 +510,8 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
     return FrameQHA(fit=fit, n_atoms=len(atoms0), scales_used=[float(points[i].scale) for i in keep],
                     min_frequency=min_freq, imaginary=bool(unstable), energies={float(p.scale): p.energy for p in points},
                     volumes={float(p.scale): float(p.atoms.get_volume()) for p in points},
-                    supercell=[int(x) for x in np.diag(smatrix)], mesh=thermals[0]["mesh"], atoms0=atoms0)
+                    supercell=[int(x) for x in np.diag(smatrix)], mesh=thermals[0]["mesh"], atoms0=atoms0,
+                    fit_ok=fit_ok)
 
 
 def _atomic_write(path: Path, data: dict) -> None:
@@ -523,6 +536,8 @@ def qha_info(result: FrameQHA) -> dict:
         "qha_min_frequency": [result.min_frequency[s] for s in sorted(result.min_frequency)],
         "qha_scales": sorted(result.min_frequency),
         "qha_imaginary": bool(result.imaginary),
+        "qha_fit_ok": (result.fit_ok.T.tolist() if result.fit_ok is not None
+                       else np.ones((fit.temperatures.size, fit.pressures.size), bool).tolist()),
         "qha_eos": fit.eos,
         "qha_supercell": result.supercell,
         "qha_mesh": result.mesh,
@@ -621,6 +636,16 @@ def gibbs_at(atoms: Atoms, temperature: float, pressure: float) -> float:
     if not (press[0] - tol <= pressure <= press[-1] + tol):
         raise FrameError(f"frame {fid}: p = {pressure:g} GPa is outside its qha grid "
                          f"({press[0]:g}–{press[-1]:g} GPa)")
+    if "qha_fit_ok" in atoms.info:  # the grid points around (T, p) must come from trusted fits
+        ok = np.asarray(info_json(atoms, "qha_fit_ok"), dtype=bool).reshape(temps.size, press.size)
+        def around(grid, x):  # the grid points an interpolation at x uses
+            lo = max(0, int(np.searchsorted(grid, x, "right")) - 1)
+            return slice(lo, max(lo, min(grid.size - 1, int(np.searchsorted(grid, x, "left")))) + 1)
+
+        if not ok[around(temps, temperature), around(press, pressure)].all():
+            raise FrameError(f"frame {fid}: G({temperature:g} K, {pressure:g} GPa) comes from an unreliable EOS fit "
+                             "(qha_fit_ok false: F(V) has no minimum inside the computed volumes); rerun cscli qha "
+                             "with wider --scales or a finer --mesh")
     # interpolate in T at each pressure, then in p
     along_t = np.array([np.interp(temperature, temps, gibbs[:, j]) for j in range(press.size)])
     value = float(np.interp(pressure, press, along_t)) if press.size > 1 else float(along_t[0])
