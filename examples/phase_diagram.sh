@@ -8,7 +8,7 @@
 # Settings come from the environment (defaults = the documented defaults of `cscli qha`):
 #   CSCLI_MODEL  force field (default: cscli's default model)
 #   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12)
-#   MESH         q-mesh length or N,N,N (20)                 FMAX        relaxation threshold (0.001)
+#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse) or N,N,N   FMAX  relaxation threshold (0.001)
 #   PHASES       comma list of phase names to keep (default: all 16; elements are always needed)
 # Cost: see docs/qha.md (one Li3PS4 polymorph on 2 CPU cores, and what a reduced run took).
 # The run resumes: re-run the same command after a kill (per-volume force sets in OUTDIR/qha-work).
