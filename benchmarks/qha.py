@@ -72,7 +72,12 @@ def estimate(phase: str, model: str | None, min_length: float, n_volumes: int) -
     """Cost of a full run of one reference phase from a few timed force calls: supercell size,
     displacements per volume, seconds per force call (the relaxations come on top)."""
     from cscli.core.models import load_calculator
-    from cscli.props.qha import evaluate_forces, phonopy_for, supercell_matrix, to_ase_atoms
+    from cscli.props.qha import (
+        evaluate_forces,
+        phonopy_for,
+        supercell_matrix,
+        to_ase_atoms,
+    )
 
     t = time.perf_counter()
     calc = load_calculator(model, "cpu")

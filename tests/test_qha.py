@@ -181,7 +181,7 @@ def test_cli_qha_matches_direct_phonopy_ase(tmp_path, cli):
     assert np.all(alpha[2:, 0] > 0)  # Li2S expands on heating
     volume = np.array(info_json(frame, "qha_volume_per_atom"))
     assert np.all(volume[:, 1] < volume[:, 0])  # and shrinks under 2 GPa
-    assert frame.info["qha_imaginary"] is False or frame.info["qha_imaginary"] == False  # noqa: E712
+    assert not frame.info["qha_imaginary"]
     assert frame.info["model"] == "7net-0"
     assert (tmp_path / "plots" / "li2s.png").stat().st_size > 10_000
     # resume: the per-volume force sets are cached; a second run into a new file reuses them
@@ -337,7 +337,7 @@ def test_a_model_returning_nan_fails_the_frame():
     from cscli.props.qha import qha_frame
 
     class NaNCalculator(Calculator):
-        implemented_properties = ["energy", "forces", "stress"]
+        implemented_properties = ("energy", "forces", "stress")
 
         def calculate(self, atoms=None, properties=None, system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)

@@ -38,10 +38,9 @@ def command(frames, settings, refs, refs_format, allow_mixed_models, at, plot_pa
     """
     import sys
 
-    from cscli.screen.hull import Hull, read_refs
-    from cscli.core.stream import add_history, finish, run_stream
-
     from cscli.core.errors import UsageError
+    from cscli.core.stream import add_history, finish, run_stream
+    from cscli.screen.hull import Hull, read_refs
 
     condition = None
     if at is not None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from cscli.cli.options import config_option, model_options, pass_stream, plot_dir_option, work_dir_option
+from cscli.cli.options import (
+    config_option,
+    model_options,
+    pass_stream,
+    plot_dir_option,
+    work_dir_option,
+)
 
 DEFAULT_SCALES = "0.95:1.05:0.02"
 
@@ -65,7 +71,13 @@ def command(frames, settings, model, device, scales, temperatures, pressures, eo
     from cscli.core.log import configure
     from cscli.core.models import load_calculator
     from cscli.core.stream import add_history, finish, run_stream
-    from cscli.props.qha import QHASettings, parse_grid, qha_frame, qha_info, qha_provenance
+    from cscli.props.qha import (
+        QHASettings,
+        parse_grid,
+        qha_frame,
+        qha_info,
+        qha_provenance,
+    )
 
     configure("qha", settings.quiet)
     try:

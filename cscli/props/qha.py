@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cscli.core.errors import FrameError, UsageError
+from cscli.core.errors import CscliError, FrameError, UsageError
 from cscli.core.log import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +63,7 @@ def parse_grid(text: str, what: str, unit: str = "") -> np.ndarray:
             lo, hi, step = parts
             if step <= 0 or hi < lo:
                 raise UsageError(f"{what} {text!r}: need LO <= HI and STEP > 0")
-            n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+            n = math.floor((hi - lo) / step + 1e-9) + 1
             values = lo + step * np.arange(n)
         else:
             values = np.array([float(x) for x in text.split(",") if x.strip() != ""])
@@ -164,7 +164,7 @@ def supercell_matrix(cell, min_length: float) -> np.ndarray:
     lengths = np.linalg.norm(np.asarray(cell, dtype=float), axis=1)
     if min_length <= 0:
         return np.eye(3, dtype=int)
-    return np.diag([max(1, int(math.ceil(min_length / length - 1e-9))) for length in lengths])
+    return np.diag([max(1, math.ceil(min_length / length - 1e-9)) for length in lengths])
 
 
 def to_phonopy_atoms(atoms: Atoms):
@@ -495,7 +495,7 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
     dip = (fit.helmholtz_volume.min(axis=2) - fit.gibbs) / len(atoms0)
     fit_ok = dip < FIT_DIP_TOL
     if not fit_ok.all():
-        p_idx, t_idx = np.nonzero(~fit_ok)
+        _, t_idx = np.nonzero(~fit_ok)
         log.warning(f"frame {fid}: the {settings.eos} fit is unreliable at {int((~fit_ok).sum())} (T, p) points "
                     f"from T={fit.temperatures[t_idx.min()]:g} K (its minimum lies {1e3 * dip.max():.0f} meV/atom "
                     "below every computed volume): qha_fit_ok marks them, hull --at refuses them; widen --scales or "
@@ -559,8 +559,8 @@ def qha_provenance(calc, settings: QHASettings) -> str:
 
         backend = resolve_model(model).backend
         package = BACKEND_PACKAGES.get(backend)
-    except Exception:  # a calculator not made by load_calculator
-        pass
+    except CscliError:  # a calculator not made by load_calculator (e.g. ASE's EMT in tests)
+        backend = None
 
     def _version(name):
         try:

@@ -23,7 +23,6 @@ quasi-harmonic G(T, p) per atom instead of E (``qha_gibbs_per_atom`` on its (T, 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
