@@ -260,6 +260,7 @@ def test_hull_at_equals_pymatgen_by_hand_and_plots(gibbs_phases, tmp_path, cli):
         assert plot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_hull_at_bad_input(gibbs_phases, tmp_path, cli):
     from ase.io import write
 
