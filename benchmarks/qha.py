@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/qha.py [--model 7net-0] [--repeats 2,3] [--structure li2s|gamma-Li3PS4]
     OMP_NUM_THREADS=1 python benchmarks/qha.py --estimate gamma-Li3PS4 --model default
 
+matcalc comes from the `qha-bench` extra (pip install -c constraints.txt matcalc==0.7.0).
+
 Both run on the same model calculator object, the same input cell (no pre-relaxation: the cell
 is taken as a0), the same lattice scale factors (linear strain, 5 volumes), the same supercell
 (diagonal, given by --repeats), the same finite displacement (0.01 Å), fixed-volume relaxation of
