@@ -262,6 +262,10 @@ def plot_option(what: str = "a plot"):
     return click.option("--plot", "plot_path", default=None, metavar="FILE.png", help=f"Write {what} here.")
 
 
+def plot_dir_option(what: str = "plots"):
+    return click.option("--plot-dir", "plot_dir", default=None, metavar="DIR", help=f"Write {what} (PNG) into DIR.")
+
+
 def failed_option(func):
     return click.option("--failed", default=None, metavar="FILE",
                         help="Write frames that fail (with info['error']) here; the run exits 0.")(func)

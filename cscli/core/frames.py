@@ -64,6 +64,20 @@ md-screen (D in cm²/s, σ in mS/cm; docs/md-screen.md)
     ``md_max_framework_displacement`` (Å, drift-corrected); ``md_settings`` (JSON: protocol,
     integrators, ASE and backend versions); ``seed`` (velocities); ``model``. With
     ``--from-trajectory``: ``md_temperature``, ``md_timestep_fs``, ``md_n_frames``
+qha (``cscli qha``; 2-D arrays are indexed [temperature][pressure], JSON text in extxyz)
+    ``qha_temperatures`` (K), ``qha_pressures`` (GPa): the grid
+    ``qha_gibbs_per_atom`` G(T, p) (eV/atom): min over V of E(V) + F_ph(V, T) + pV
+    ``qha_volume_per_atom`` (Å³/atom), ``qha_bulk_modulus`` (GPa), ``qha_thermal_expansion``
+    (volumetric, 1/K), ``qha_heat_capacity_p`` (J/K/mol of atoms), each T × p
+    ``qha_scales`` lattice scale factors computed; ``qha_min_frequency`` lowest phonon frequency
+    (THz, mesh and Γ) at each of them; ``qha_scales_used`` those kept in the fit (no imaginary
+    modes); ``qha_imaginary`` bool, some volume had imaginary modes; ``qha_fit_ok`` (T × p bools:
+    the EOS minimum is backed by the computed volumes; ``hull --at`` refuses the others);
+    ``qha_eos``, ``qha_supercell``
+    (diagonal multiples), ``qha_mesh``; ``qha_settings`` (JSON string: settings, model, backend and
+    phonopy versions); ``model``
+hull --at T,p
+    ``hull_condition``  what the hull used: ``E(0 K)`` or ``G(300 K, 2 GPa)``
 
 Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
 read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives

@@ -56,10 +56,12 @@ def relax_atoms(
     fix_cell: bool = False,
     pressure: float = 0.0,
     trajectory: str | None = None,
+    constant_volume: bool = False,
 ) -> Atoms:
     """Relax positions (and the cell, with ASE's FrechetCellFilter) and return a new frame.
 
-    ``pressure`` is in GPa (hydrostatic, applied through the cell filter). The result carries
+    ``pressure`` is in GPa (hydrostatic, applied through the cell filter); ``constant_volume``
+    relaxes the cell shape at fixed volume (``cscli qha``). The result carries
     energy, energy_per_atom, forces, stress, relax_fmax, relax_steps, relax_converged, model.
     """
     from ase.filters import FrechetCellFilter
@@ -67,7 +69,8 @@ def relax_atoms(
 
     work = atoms.copy()
     work.calc = calc
-    target = work if fix_cell or not work.pbc.all() else FrechetCellFilter(work, scalar_pressure=pressure * GPa)
+    target = work if fix_cell or not work.pbc.all() else FrechetCellFilter(
+        work, scalar_pressure=pressure * GPa, constant_volume=constant_volume)
     opt = _optimizer_class(optimizer)(target, logfile=None, trajectory=trajectory)
     try:
         with warnings.catch_warnings():

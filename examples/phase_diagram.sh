@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# P-T phase diagrams of the 16 shipped Li-P-S reference phases (the paper's Fig. 5):
+# quasi-harmonic G(T, p) of every phase with one force field, then Gibbs hulls at
+# 300 K / 1 bar, 600 K / 1 bar and 300 K / 2 GPa, each drawn as a ternary phase diagram.
+#
+#   bash examples/phase_diagram.sh [OUTDIR]
+#
+# Settings come from the environment (defaults = the documented defaults of `cscli qha`):
+#   CSCLI_MODEL  force field (default: cscli's default model)
+#   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12)
+#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse) or N,N,N   FMAX  relaxation threshold (0.001)
+#   PHASES       comma list of phase names to keep (default: all 16; elements are always needed)
+# Cost: see docs/qha.md (one Li3PS4 polymorph on 2 CPU cores, and what a reduced run took).
+# The run resumes: re-run the same command after a kill (per-volume force sets in OUTDIR/qha-work).
+set -euo pipefail
+
+OUT=${1:-phase_diagram}
+mkdir -p "$OUT"
+MODEL_ARGS=()
+[[ -n "${CSCLI_MODEL:-}" ]] && MODEL_ARGS=(--model "$CSCLI_MODEL")
+REFS=$(python -c 'from cscli.core.datafiles import reference_phases_path; print(reference_phases_path())')
+
+INPUT="$REFS"
+if [[ -n "${PHASES:-}" ]]; then      # a subset (reduced runs): keep the listed phases and the elements
+    INPUT="$OUT/phases.extxyz"
+    python - "$REFS" "$INPUT" "$PHASES" <<'PY'
+import sys
+from cscli.core.frames import read_frames, write_frames
+keep = set(sys.argv[3].split(",")) | {"Li", "P", "S"}
+write_frames([a for a in read_frames(sys.argv[1]) if a.info["phase"] in keep], sys.argv[2])
+PY
+fi
+
+start=$(date +%s)
+cscli qha "$INPUT" -o "$OUT/refs_qha.extxyz" "${MODEL_ARGS[@]}" \
+    --scales "${SCALES:-0.95:1.05:0.02}" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-20}" \
+    --fmax "${FMAX:-0.001}" --temperatures 0:600:10 --pressures 0,0.5,1,2 \
+    --work-dir "$OUT/qha-work" --plot-dir "$OUT/qha_plots" --failed "$OUT/qha_failed.extxyz"
+echo "qha: $(( $(date +%s) - start )) s" >&2
+
+# 1 bar = 1e-4 GPa (interpolated between the 0 and 0.5 GPa grid points)
+for cond in 300,0.0001 600,0.0001 300,2; do
+    tag=${cond/,/K_}GPa
+    cscli hull "$OUT/refs_qha.extxyz" --refs "$OUT/refs_qha.extxyz" --at "$cond" --no-resume \
+        -o "$OUT/hull_${tag}.extxyz" --plot "$OUT/pd_${tag}.png"
+    echo "== $cond (K,GPa): phases on the Gibbs hull (e_hull <= 1 meV/atom) and near it"
+    cscli table "$OUT/hull_${tag}.extxyz" -k id,e_hull,qha_imaginary
+done

@@ -1,0 +1,402 @@
+"""cscli qha: the QHA layer against phonopy's own test arrays, the per-frame pipeline against a
+direct phonopy + ASE computation, and the Gibbs hull against pymatgen built by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+pytest.importorskip("phonopy")
+
+EV_A3_TO_GPA = 160.21766208
+
+
+# ----------------------------------------------------------------------------- QHA layer: phonopy's Si test
+
+
+@pytest.fixture(scope="module")
+def si(shared_data):
+    folder = shared_data / "phonopy_qha" / "Si-QHA-test"
+    ref = json.loads((folder / "phonopy_test_QHA_Si_reference.json").read_text())["data"]
+    cv, entropy, fe = np.loadtxt(folder / "tprop-Si.dat").reshape(3, 211, 11)
+    return ref, cv, entropy, fe
+
+
+def test_fit_qha_reproduces_phonopy_si_arrays_at_0_and_5_gpa(si):
+    from cscli.props.qha import fit_qha
+
+    ref, cv, entropy, fe = si
+    ev = np.array(ref["ev_vs_v_Si"])
+    fit = fit_qha(ev[:, 0], ev[:, 1], np.arange(0, 2101, 10, dtype=float), fe, cv, entropy,
+                  pressures=[0.0, 5.0], eos="vinet", t_max=1000)
+    assert_allclose(fit.temperatures, np.arange(0, 1001, 10))
+    t_idx = list(range(0, 101, 10))
+    for row in (0, 1):  # P = 0 and 5 GPa: both from the same phonon arrays
+        assert_allclose(fit.static_bulk_modulus[row], [0.5559133052877888, 0.6865238809710272][row], atol=1e-7)
+        assert_allclose(fit.gibbs[row, t_idx], ref["gibbs_temperature_Si"][row], atol=1e-5)
+        assert_allclose(fit.volume[row, t_idx], ref["volume_temperature_Si"][row], atol=1e-5)
+        assert_allclose(fit.helmholtz_volume[row, t_idx, 0], ref["helmholtz_volume_Si"][row], atol=1e-5)
+        assert_allclose(fit.bulk_modulus[row, t_idx], ref["bulkmodulus_temperature_Si"][row], atol=1e-5)
+        assert_allclose(fit.heat_capacity_p_polyfit[row, t_idx], ref["cp_temperature_polyfit_Si"][row], atol=1e-5)
+        assert_allclose(fit.gruneisen[row, t_idx], ref["gruneisen_temperature_Si"][row], atol=1e-5)
+        # phonopy's own test tolerances for the finite-difference quantities
+        assert_allclose(fit.thermal_expansion[row, t_idx] * 1e6, ref["thermal_expansion_Si"][row], atol=0.01)
+        assert_allclose(fit.heat_capacity_p[row, t_idx], ref["cp_temperature_Si"][row], atol=0.02)
+    # the pV term: dG/dp = V and V falls with p, so G(5 GPa) - G(0) lies between 5 GPa x V(5 GPa)
+    # and 5 GPa x V(0) at every T: low-density states pay more
+    rise = fit.gibbs[1] - fit.gibbs[0]
+    assert np.all(rise > 5.0 * fit.volume[1] / EV_A3_TO_GPA) and np.all(rise < 5.0 * fit.volume[0] / EV_A3_TO_GPA)
+
+
+@pytest.fixture(scope="module")
+def al(shared_data):
+    """phonopy's Al-QHA example: e-v.dat and the 11 thermal_properties.yaml files ([T, V] arrays)."""
+    import yaml
+
+    folder = shared_data / "phonopy_qha" / "Al-QHA"
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    columns = []
+    for i in range(-5, 6):
+        rows = yaml.load((folder / f"thermal_properties.yaml-{i}").read_text(), Loader=loader)["thermal_properties"]
+        columns.append([[r[k] for r in rows] for k in ("temperature", "free_energy", "entropy", "heat_capacity")])
+    columns = np.array(columns)  # [V, quantity, T]
+    results = json.loads((folder / "Al_QHA_reference_computed_phonopy.json").read_text())["results"]
+    return np.loadtxt(folder / "e-v.dat"), columns[0, 0], columns[:, 1].T, columns[:, 2].T, columns[:, 3].T, results
+
+
+@pytest.mark.parametrize("eos", ["vinet", "birch_murnaghan", "murnaghan"])
+def test_fit_qha_reproduces_phonopy_al_example(al, eos):
+    from cscli.props.qha import fit_qha
+
+    ev, temps, fe, s, cv, results = al
+    ref = results[eos]
+    fit = fit_qha(ev[:, 0], ev[:, 1], temps, fe, cv, s, pressures=[0.0], eos=eos, t_max=400)
+    idx = [int(np.argmin(np.abs(fit.temperatures - t))) for t in ref["T_K"]]
+    assert_allclose(fit.gibbs[0, idx], ref["gibbs_eV"], atol=1e-5)
+    assert_allclose(fit.volume[0, idx], ref["volume_A3"], atol=1e-5)
+    assert_allclose(fit.bulk_modulus[0, idx], ref["bulk_modulus_GPa"], atol=1e-4)
+    assert_allclose(fit.thermal_expansion[0, idx] * 1e6, ref["thermal_expansion_1e-6_per_K"], atol=1e-3)
+    assert_allclose(fit.static_bulk_modulus[0], ref["static_B0_eV_per_A3"], rtol=1e-6)
+
+
+def test_parse_grid_and_supercell():
+    from cscli.core.errors import UsageError
+    from cscli.props.qha import parse_grid, supercell_matrix
+
+    assert_allclose(parse_grid("0:600:10", "--temperatures"), np.arange(0, 601, 10))
+    assert_allclose(parse_grid("0.95:1.05:0.025", "--scales"), [0.95, 0.975, 1.0, 1.025, 1.05])
+    assert_allclose(parse_grid("2,0,0.5,1", "--pressures"), [0, 0.5, 1, 2])
+    for bad in ("1:0:0.1", "a,b", "0:1", "0:1:0"):
+        with pytest.raises(UsageError):
+            parse_grid(bad, "--scales")
+    cell = np.array([[3.0, 0, 0], [0, 5.0, 0], [1.0, 0, 7.0]])
+    m = supercell_matrix(cell, 12.0)
+    lengths = np.linalg.norm(m @ cell, axis=1)
+    assert np.all(lengths >= 12.0) and np.all(lengths < 12.0 + np.linalg.norm(cell, axis=1))
+    assert_allclose(np.diag(m), [4, 3, 2])
+
+
+# ----------------------------------------------------------------------------- end to end with a shipped model
+
+E2E_SCALES = (0.97, 0.985, 1.0, 1.015, 1.03)
+E2E_MESH = (7, 7, 7)
+E2E_MIN_LENGTH = 7.0  # Å: a 2x2x2 supercell of the 3-atom Li2S primitive cell (24 atoms)
+
+
+def li2s_primitive():
+    from ase.spacegroup import crystal
+
+    atoms = crystal(["S", "Li"], [(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225,
+                    cellpar=[5.70, 5.70, 5.70, 90, 90, 90], primitive_cell=True)
+    atoms.info["id"] = "li2s"
+    return atoms
+
+
+def direct_phonopy_gibbs(atoms, model, temperatures, pressures):
+    """G(T, p) per atom written out with ASE and phonopy's own run_qha: scale, relax at fixed volume,
+    displace, forces, force constants, run_qha."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from phonopy import Phonopy, run_qha
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from cscli.core.models import load_calculator
+
+    calc = load_calculator(model, "cpu")
+    phonopys, energies = [], []
+    for s in E2E_SCALES:
+        work = atoms.copy()
+        work.set_cell(np.array(atoms.cell) * s, scale_atoms=True)
+        work.calc = calc
+        FIRE(FrechetCellFilter(work, constant_volume=True), logfile=None).run(fmax=0.001, steps=200)
+        energies.append(work.get_potential_energy())
+        unit = PhonopyAtoms(symbols=work.get_chemical_symbols(), cell=np.array(work.cell),
+                            scaled_positions=work.get_scaled_positions())
+        lengths = np.linalg.norm(np.array(work.cell), axis=1)
+        phonon = Phonopy(unit, supercell_matrix=np.diag(np.ceil(E2E_MIN_LENGTH / lengths).astype(int)),
+                         primitive_matrix="P")
+        phonon.generate_displacements(distance=0.01)
+        forces = []
+        for sc in phonon.supercells_with_displacements:
+            from ase import Atoms
+
+            disp = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True, calculator=calc)
+            forces.append(disp.get_forces())
+        phonon.forces = np.array(forces)
+        phonon.produce_force_constants()
+        phonopys.append(phonon)
+    temps = np.append(temperatures, temperatures[-1] + (temperatures[-1] - temperatures[-2]))
+    rows = []
+    for p in pressures:
+        result = run_qha(phonopys, temps, internal_energies=energies, mesh=E2E_MESH, pressure=p, eos="vinet")
+        rows.append(np.asarray(result.gibbs_free_energies) / len(atoms))
+    return np.array(rows).T  # [T][p]
+
+
+@pytest.mark.slow
+def test_cli_qha_matches_direct_phonopy_ase(tmp_path, cli):
+    from ase.io import write
+
+    from cscli.core.frames import info_json, read_frames
+
+    src = tmp_path / "li2s.extxyz"
+    write(src, li2s_primitive(), format="extxyz")
+    out = tmp_path / "qha.extxyz"
+    res = cli("qha", src, "-o", out, "--model", "7net-0", "--device", "cpu", "--no-prerelax",
+                  "--scales", ",".join(map(str, E2E_SCALES)), "--mesh", ",".join(map(str, E2E_MESH)),
+                  "--min-length", E2E_MIN_LENGTH, "--temperatures", "0:300:50", "--pressures", "0,2",
+                  "--steps", 200, "--plot-dir", tmp_path / "plots", "-q")
+    assert res.returncode == 0, res.stderr
+    (frame,) = read_frames(str(out))
+    gibbs = np.array(info_json(frame, "qha_gibbs_per_atom"))
+    temps = np.array(info_json(frame, "qha_temperatures"))
+    assert_allclose(temps, np.arange(0, 301, 50))
+    assert_allclose(info_json(frame, "qha_pressures"), [0, 2])
+    direct = direct_phonopy_gibbs(li2s_primitive(), "7net-0", temps, [0.0, 2.0])
+    assert_allclose(gibbs, direct, atol=1e-3)  # 1 meV/atom
+    alpha = np.array(info_json(frame, "qha_thermal_expansion"))
+    assert np.all(alpha[2:, 0] > 0)  # Li2S expands on heating
+    volume = np.array(info_json(frame, "qha_volume_per_atom"))
+    assert np.all(volume[:, 1] < volume[:, 0])  # and shrinks under 2 GPa
+    assert not frame.info["qha_imaginary"]
+    assert frame.info["model"] == "7net-0"
+    assert (tmp_path / "plots" / "li2s.png").stat().st_size > 10_000
+    # resume: the per-volume force sets are cached; a second run into a new file reuses them
+    work = tmp_path / "qha.qha-work"
+    assert len(list(work.glob("*/scale-*.json"))) == len(E2E_SCALES)
+
+
+# ----------------------------------------------------------------------------- Gibbs hulls: hull --at
+
+GRID_T = [0.0, 300.0, 600.0]
+GRID_P = [0.0, 1.0, 2.0]
+
+
+def gibbs_model(energy_per_atom, volume_per_atom, t, p):
+    """A G(T, p) per atom linear in T and p: static E + pV, minus T·s with s growing with V/atom
+    (open structures vibrate more). Bilinear interpolation reproduces it exactly."""
+    return energy_per_atom + p * volume_per_atom / EV_A3_TO_GPA - t * 1e-4 * volume_per_atom / 20.0
+
+
+HULL_PHASES = ("Li", "P", "S", "Li2S", "Li3P", "P4S3", "P2S5", "gamma-Li3PS4", "beta-Li3PS4", "Li4P2S6",
+               "Li2P2S6")  # the small cells of the 16 (the 42-125-atom ones only cost time here)
+
+
+@pytest.fixture(scope="module")
+def gibbs_phases(phase):
+    """Reference phases with 7net-0 single-point energies and qha keys on a 3x3 (T, p) grid."""
+    from cscli.core.models import load_calculator
+
+    calc = load_calculator("7net-0", "cpu")
+    frames = []
+    for name in HULL_PHASES:
+        atoms = phase(name)
+        atoms.calc = calc
+        e, v = atoms.get_potential_energy() / len(atoms), atoms.get_volume() / len(atoms)
+        atoms.calc = None
+        atoms.info.update(model="7net-0", energy=e * len(atoms), qha_temperatures=GRID_T, qha_pressures=GRID_P,
+                          qha_gibbs_per_atom=[[gibbs_model(e, v, t, p) for p in GRID_P] for t in GRID_T],
+                          e0=e, v0=v)
+        frames.append(atoms)
+    return frames
+
+
+def by_hand_e_hull(refs, frames, t, p):
+    """pymatgen PhaseDiagram of the references' G(t, p), queried with each frame's G(t, p)."""
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    def entry(a):
+        return PDEntry(Composition(a.get_chemical_formula()), len(a) * gibbs_model(a.info["e0"], a.info["v0"], t, p),
+                       name=a.info["id"])
+
+    diagram = PhaseDiagram([entry(a) for a in refs])
+    return {a.info["id"]: diagram.get_decomp_and_e_above_hull(entry(a), allow_negative=True)[1] for a in frames}
+
+
+@pytest.mark.slow
+def test_hull_at_equals_pymatgen_by_hand_and_plots(gibbs_phases, tmp_path, cli):
+    from ase.io import write
+
+    from cscli.core.frames import read_frames
+
+    refs = [a for a in gibbs_phases if a.info["id"] != "ref-beta-Li3PS4"]  # beta is a candidate here
+    write(tmp_path / "refs.extxyz", refs, format="extxyz")
+    write(tmp_path / "frames.extxyz", gibbs_phases, format="extxyz")
+    for t, p in [(450.0, 1.5), (0.0, 0.0), (300.0, 2.0)]:  # (450, 1.5) lies between grid points
+        out, plot = tmp_path / f"hull-{t:g}-{p:g}.extxyz", tmp_path / f"pd-{t:g}-{p:g}.png"
+        res = cli("hull", tmp_path / "frames.extxyz", "--refs", tmp_path / "refs.extxyz", "--at", f"{t:g},{p:g}",
+                  "-o", out, "--plot", plot, "-q")
+        assert res.returncode == 0, res.stderr
+        frames = read_frames(str(out))
+        got = {a.info["id"]: a.info["e_hull"] for a in frames}
+        expected = by_hand_e_hull(refs, gibbs_phases, t, p)
+        assert got.keys() == expected.keys()
+        assert_allclose([got[k] for k in expected], [expected[k] for k in expected], atol=1e-9)
+        assert {a.info["hull_condition"] for a in frames} == {f"G({t:g} K, {p:g} GPa)"}
+        assert plot.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_hull_at_bad_input(gibbs_phases, tmp_path, cli):
+    from ase.io import write
+
+    refs = tmp_path / "refs.extxyz"
+    write(refs, gibbs_phases, format="extxyz")
+    plain = tmp_path / "plain.extxyz"
+    bare = gibbs_phases[3].copy()
+    for key in [k for k in bare.info if k.startswith("qha_")]:
+        del bare.info[key]
+    write(plain, bare, format="extxyz")
+    out = tmp_path / "out.extxyz"
+    # a condition outside the grid: one line, non-zero exit
+    res = cli("hull", refs, "--refs", refs, "--at", "900,0", "-o", out)
+    assert res.returncode != 0
+    assert "outside" in res.stderr and "Traceback" not in res.stderr
+    # references without qha keys
+    res = cli("hull", refs, "--refs", plain, "--at", "300,0", "-o", out)
+    assert res.returncode != 0 and "cscli qha" in res.stderr and "Traceback" not in res.stderr
+    # a frame without qha keys fails alone; the others are written
+    mixed = tmp_path / "mixed.extxyz"
+    bare.info["id"] = "bare"
+    write(mixed, [gibbs_phases[0], bare], format="extxyz")
+    res = cli("hull", mixed, "--refs", refs, "--at", "300,1", "-o", out, "--no-resume")
+    assert res.returncode != 0 and "run `cscli qha`" in res.stderr
+    from cscli.core.frames import read_frames
+
+    assert [a.info["id"] for a in read_frames(str(out))] == [gibbs_phases[0].info["id"]]
+    res = cli("hull", refs, "--refs", refs, "--at", "300", "-o", out)
+    assert res.returncode == 2 and "T,p" in res.stderr
+
+
+# ----------------------------------------------------------------------------- imaginary modes, bad input
+
+
+def emt_settings(scales):
+    from cscli.props.qha import QHASettings
+
+    return QHASettings(scales=tuple(scales), temperatures=(0.0, 100.0, 200.0, 300.0), pressures=(0.0,),
+                       min_length=6.0, mesh=(5, 5, 5), steps=0, prerelax=False)
+
+
+@pytest.mark.slow
+def test_imaginary_volumes_are_dropped_then_the_frame_fails(tmp_path):
+    """EMT copper: fcc is stable except at +10 % lattice (lowest frequency about -0.8 THz on this
+    mesh), bcc is dynamically unstable (about -1 THz) at most volumes of the grid."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import qha_frame, qha_info
+
+    fcc = bulk("Cu", "fcc", a=3.61)
+    fcc.info["id"] = "cu-fcc"
+    result = qha_frame(fcc, EMT(), emt_settings([0.95, 0.975, 1.0, 1.025, 1.05, 1.1]), work_dir=tmp_path)
+    info = qha_info(result)
+    assert info["qha_imaginary"] is True
+    assert info["qha_scales_used"] == [0.95, 0.975, 1.0, 1.025, 1.05]
+    assert info["qha_min_frequency"][-1] < -0.5 and min(info["qha_min_frequency"][:-1]) > -0.1
+    assert_allclose(result.fit.volumes, [fcc.get_volume() * s**3 for s in info["qha_scales_used"]], rtol=1e-9)
+    # resume: a second call reads every volume back from the cache and gives the same numbers
+    again = qha_frame(fcc, EMT(), emt_settings([0.95, 0.975, 1.0, 1.025, 1.05, 1.1]), work_dir=tmp_path)
+    assert_allclose(again.fit.gibbs, result.fit.gibbs, rtol=0, atol=1e-12)
+
+    bcc = bulk("Cu", "bcc", a=2.87)
+    bcc.info["id"] = "cu-bcc"
+    with pytest.raises(FrameError, match=r"imaginary modes at \d of 5 volumes.*only \d stable volumes remain"):
+        qha_frame(bcc, EMT(), emt_settings([0.95, 0.975, 1.0, 1.025, 1.05]))
+
+
+def test_a_model_returning_nan_fails_the_frame():
+    from ase.build import bulk
+    from ase.calculators.calculator import Calculator, all_changes
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import qha_frame
+
+    class NaNCalculator(Calculator):
+        implemented_properties = ("energy", "forces", "stress")
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            n = len(self.atoms)
+            self.results = {"energy": float("nan"), "forces": np.full((n, 3), np.nan), "stress": np.full(6, np.nan)}
+
+    atoms = bulk("Cu", "fcc", a=3.61)
+    with pytest.raises(FrameError, match="non-finite"):
+        qha_frame(atoms, NaNCalculator(), emt_settings([0.96, 0.98, 1.0, 1.02, 1.04]))
+
+
+def test_cli_qha_bad_grids(tmp_path, cli):
+    from ase.build import bulk
+    from ase.io import write
+
+    src = tmp_path / "cu.extxyz"
+    write(src, bulk("Cu", "fcc", a=3.61), format="extxyz")
+    out = tmp_path / "out.extxyz"
+    out.write_text("")
+    for args, needle in [(["--scales", "0.98:1.02:0.02"], "at least 5"),
+                         (["--temperatures", "300"], "at least two temperatures"),
+                         (["--scales", "1:0.9:0.01"], "LO <= HI"),
+                         (["--mesh", "4,4"], "three positive integers")]:
+        res = cli("qha", src, "-o", out, *args)
+        assert res.returncode == 2, res.stderr
+        assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_sevennet_batched_forces_equal_one_at_a_time():
+    from cscli.core.models import load_calculator
+    from cscli.props.qha import batched_backend, evaluate_forces
+
+    calc = load_calculator("7net-0", "cpu")
+    assert batched_backend(calc) == "sevennet-batch"
+    structures = []
+    for seed in range(3):
+        atoms = li2s_primitive().repeat((1, 1, 2))
+        atoms.rattle(0.05, seed=seed)
+        structures.append(atoms)
+    one = evaluate_forces(calc, structures, batch_size=1)
+    batched = evaluate_forces(calc, structures, batch_size=2)  # two batches: 2 + 1 structures
+    assert_allclose(np.array(batched), np.array(one), atol=1e-5)
+    assert np.abs(np.array(one)).max() > 0.05  # real forces, not zeros
+
+
+def test_gibbs_at_interpolates_and_refuses_untrusted_fits():
+    from ase import Atoms
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import gibbs_at
+
+    atoms = Atoms("Li", cell=[3, 3, 3], pbc=True)
+    atoms.info.update(id="x", qha_temperatures=GRID_T, qha_pressures=GRID_P,
+                      qha_gibbs_per_atom=[[gibbs_model(-1.0, 20.0, t, p) for p in GRID_P] for t in GRID_T],
+                      qha_fit_ok=[[True, True, True], [True, True, True], [True, True, False]])
+    assert_allclose(gibbs_at(atoms, 150.0, 0.5), gibbs_model(-1.0, 20.0, 150.0, 0.5), atol=1e-12)
+    assert_allclose(gibbs_at(atoms, 600.0, 1.0), gibbs_model(-1.0, 20.0, 600.0, 1.0), atol=1e-12)
+    with pytest.raises(FrameError, match="unreliable EOS fit"):
+        gibbs_at(atoms, 450.0, 1.5)  # uses the (600 K, 2 GPa) point
+    with pytest.raises(FrameError, match="outside its qha grid"):
+        gibbs_at(atoms, 300.0, 2.5)
