@@ -450,7 +450,7 @@ def test_mattersim_finetune_lowers_loss_and_loads(shared_data, tmp_path):
     init = new_checkpoint(tmp_path / "init.pth", seed=0)
     assert detect_backend(init) == "mattersim"
     summary = finetune(frames[:8], frames[8:], tmp_path / "ms", backend="mattersim", init=str(init), epochs=4,
-                       batch_size=4, lr=2e-3, device="cpu", quiet=True)
+                       batch_size=4, lr=2e-3, device="cpu")
     from cscli.learn.finetune.data import read_lcurve
 
     curve = read_lcurve(summary["lcurve"])

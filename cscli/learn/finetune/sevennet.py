@@ -360,6 +360,12 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
     if steps is None and float(o["epochs"]) <= 0:
         raise UsageError(f"--epochs must be > 0, got {o['epochs']}")
     lr_at(0, 1, float(o["start_lr"]), o["stop_lr"], o["lr_schedule"])  # check before the slow part
+    from cscli.learn.finetune.data import frame_labels
+
+    if not train_frames:
+        raise DataError("no training frames")
+    for atoms in [*train_frames, *valid_frames]:
+        frame_labels(atoms)  # energy and forces, one line naming the frame otherwise
     label, ckpt_path, head = parse_init(o["init"])
     dev = resolve_device(device)
 
