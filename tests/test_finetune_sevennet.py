@@ -123,15 +123,17 @@ def test_stress_reaches_sevenn_in_its_convention(phase):
 
 
 @pytest.mark.slow
-def test_shifted_labels_are_recovered(phase, tmp_path):
-    """Labels = 7net-0's own energies and forces + a constant per element (another DFT code's
+@pytest.mark.parametrize("init", ["7net-0", "7net-mf-0"])
+def test_shifted_labels_are_recovered(phase, tmp_path, init):
+    """Labels = the model's own energies and forces + a constant per element (another DFT code's
     reference): the fitted shift recovers the constants and the written model reproduces the
-    shifted energies and the forces (a vanishing learning rate, so training leaves the weights)."""
+    shifted energies and the forces (a vanishing learning rate, so training leaves the weights).
+    7net-mf-0: the shift goes into its PBE fidelity, which the written model loads by default."""
     from cscli.core.models import load_calculator
     from cscli.learn.finetune import backend_options, finetune
 
     constants = {"Li": -0.35, "P": 1.2, "S": 0.6}  # eV per atom
-    calc = load_calculator("7net-0", device="cpu")
+    calc = load_calculator(init, device="cpu")  # 7net-mf-0 -> its PBE head
     frames = []
     for k, (name, reps) in enumerate([("Li2S", 2), ("Li3P", 1), ("Li2P2S6", 1), ("gamma-Li3PS4", 1), ("Li", 2),
                                       ("Li2S", 1), ("Li3P", 2)]):
@@ -145,7 +147,7 @@ def test_shifted_labels_are_recovered(phase, tmp_path):
         atoms.arrays["forces"] = forces
         frames.append(atoms)
     train, valid = frames[:5], frames[5:]
-    opts = backend_options("sevennet", init="7net-0", epochs=1, batch_size=2, start_lr=1e-9, seed=0, device="cpu")
+    opts = backend_options("sevennet", init=init, epochs=1, batch_size=2, start_lr=1e-9, seed=0, device="cpu")
     summary = finetune(train, valid, tmp_path / "ft", backend="sevennet", **opts)
     fitted = summary["energy_shift"]["per_element_eV"]
     assert summary["energy_shift"]["rank"] == 3
@@ -160,6 +162,7 @@ def test_shifted_labels_are_recovered(phase, tmp_path):
         np.testing.assert_allclose(a.get_forces(), atoms.arrays["forces"], atol=1e-3)
     curve = json.loads((tmp_path / "ft" / "summary.json").read_text())
     assert curve["final"]["rmse_e_val"] < 2e-4 and curve["seed"] == 0
+    assert curve["head"] == (None if init == "7net-0" else "PBE")
 
 
 # ----------------------------------------------------------------------------- a real fine-tune
