@@ -268,6 +268,7 @@ def main(argv=None):
                 if args.backend == "sevennet":
                     res.update({"model": args.sevennet_init, "epochs": summary["epochs"], "steps": summary["steps"],
                                 "seconds_per_epoch": summary["seconds_per_epoch"],
+                                "cpu_seconds_per_epoch": summary.get("cpu_seconds_per_epoch"),
                                 "energy_shift_eV": summary["energy_shift"].get("per_element_eV")})
                 if all(a.info.get("phase") for a in chosen[how, n]):
                     res["phases_in_training"] = len({a.info["phase"] for a in chosen[how, n]})

@@ -447,7 +447,7 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
     import itertools
 
     done = 0
-    epoch_seconds = []
+    epoch_seconds, epoch_cpu = [], []
     for epoch in range(n_epochs):
         if not own_scheduler:
             lr = lr_at(epoch, n_epochs, float(o["start_lr"]), o["stop_lr"], o["lr_schedule"])
@@ -455,7 +455,7 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
                 group["lr"] = lr
         lr = trainer.get_lr()
         n_batches = min(per_epoch, total_steps - done)
-        t_epoch = time.time()
+        t_epoch, cpu_epoch = time.time(), time.process_time()
         trn = _Errors()
         trainer.run_one_epoch(itertools.islice(loader, n_batches), is_train=True, error_recorder=trn)
         done += n_batches
@@ -463,6 +463,7 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
             trainer.scheduler_step()
         seconds = time.time() - t_epoch
         epoch_seconds.append(seconds)
+        epoch_cpu.append(time.process_time() - cpu_epoch)
         t = trn.rmse()
         v = _predict(trainer.model, valid_graphs, dev, bs).rmse() if valid_graphs else {"e": nan, "f": nan, "s": nan}
         rows.append([epoch + 1, done, lr, t["e"], v["e"], t["f"], v["f"], t["s"], v["s"], seconds])
@@ -508,6 +509,10 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
         "seed": seed,
         "device": dev,
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
+        # CPU time of this process per epoch (all its threads): on a shared machine the wall time
+        # above grows with the load, this does not
+        "cpu_seconds_per_epoch": float(np.mean(epoch_cpu)) if epoch_cpu else None,
+        "steps_per_epoch": per_epoch,
         "cutoff": cutoff,
         "sevenn_config": sevenn_config or None,
     }
