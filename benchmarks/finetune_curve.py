@@ -1,4 +1,4 @@
-"""Learning curve of DPA-3 on Li-P-S: held-out energy/force RMSE vs number of training frames.
+"""Learning curve of DPA-3 or a fine-tuned SevenNet on Li-P-S: held-out energy/force RMSE vs number of training frames.
 
 Data: the NequIP LiPS set (Li27P12S44, VASP-PBE; Batzner et al. 2022; 1000 frames in
 ``shared/data/lips_dft_frames/lips_nequip_batzner2022``). A fixed held-out test set is drawn first;
@@ -19,6 +19,13 @@ pseudopotentials; energies on another scale, which deepmd's fine-tune re-biases)
 ``--init CHECKPOINT`` (e.g. DPA-3.1-3M.pt where it is available).
 
     python benchmarks/finetune_curve.py --sizes 10,30,100 --steps 1500 --pretrain-steps 3000 --json curve.json
+
+``--backend sevennet`` fine-tunes a pretrained SevenNet instead (``--sevennet-init 7net-0``, the
+weights ship in the sevenn wheel; ``--steps`` batches of ``--batch-size`` frames at ``--start-lr``),
+with its per-element energy shift fitted first (``cscli finetune --backend sevennet``):
+
+    python benchmarks/finetune_curve.py --backend sevennet --sizes 10,30 --steps 30 --batch-size 1 \
+        --start-lr 1e-3 --test 20 --valid-frames 2 --selections random --json sevennet.json
 """
 
 from __future__ import annotations
@@ -83,7 +90,7 @@ def pretraining_frames(step: int = 5):
     return frames
 
 
-def lips20_mixed_split(seed: int = 0):
+def lips20_mixed_split(seed: int = 0, test_per_phase: int = 4):
     """An unbalanced candidate pool, the case entropy selection is for: most candidates come from two
     long trajectories (beta-Li3PS4, Li7P3S11), a few from each of the 14 other phases. The test set
     is balanced: 4 frames of every phase that are not in the pool (errors averaged over phases)."""
@@ -106,7 +113,7 @@ def lips20_mixed_split(seed: int = 0):
         for a in frames:
             a.info["phase"] = phase
         idx = rng.permutation(len(frames))
-        test += [frames[i] for i in idx[:4]]
+        test += [frames[i] for i in idx[:test_per_phase]]
         if phase not in long:
             pool += [frames[i] for i in idx[4:10]]
     return test, pool, valid
@@ -147,11 +154,21 @@ def main(argv=None):
     ap.add_argument("--baselines", default="chgnet,7net-0,7net-l3i5")
     ap.add_argument("--selections", default="random,entropy")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", choices=["deepmd", "sevennet"], default="deepmd",
+                    help="sevennet: fine-tune a pretrained SevenNet (--sevennet-init) for --steps batches")
+    ap.add_argument("--sevennet-init", default="7net-0")
+    ap.add_argument("--start-lr", type=float, default=None, help="sevennet: Adam lr (default: the backend's 4e-3)")
+    ap.add_argument("--batch-size", type=int, default=None, help="sevennet: frames per batch (default 4)")
+    ap.add_argument("--valid-frames", type=int, default=10, help="validation frames (nequip data)")
+    ap.add_argument("--test-per-phase", type=int, default=4, help="lips20-mixed: test frames per phase")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    from cscli.learn.finetune import finetune
+    from cscli.core.log import configure
+    from cscli.learn.finetune import backend_options, finetune
+
+    configure("finetune_curve", quiet=True)
     from cscli.learn.finetune.deepmd import Schedule
     from cscli.core.models import load_calculator
 
@@ -159,7 +176,8 @@ def main(argv=None):
     paper = Schedule(steps=args.steps)  # exp 1e-3 -> 3e-5
 
     if args.data == "lips20-mixed":
-        test, pool, valid = lips20_mixed_split(args.seed)
+        test, pool, valid = lips20_mixed_split(args.seed, args.test_per_phase)
+        valid = valid[: args.valid_frames]
         label = ("LiPS20 (EGraFFBench, 3000 K AIMD), 16 phases; pool: 300 frames of beta-Li3PS4 and Li7P3S11 "
                  "trajectories + 6 per other phase; test: 4 unseen frames per phase")
     else:
@@ -168,7 +186,7 @@ def main(argv=None):
         order = rng.permutation(len(frames))
         test = [frames[i] for i in order[: args.test]]
         pool = [frames[i] for i in order[args.test: args.test + args.pool]]
-        valid = [frames[i] for i in order[args.test + args.pool: args.test + args.pool + 10]]
+        valid = [frames[i] for i in order[args.test + args.pool: args.test + args.pool + args.valid_frames]]
         label = "NequIP LiPS Li27P12S44 (VASP-PBE), 83 atoms/frame"
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="finetune_curve_"))
@@ -176,11 +194,14 @@ def main(argv=None):
                "n_pool": len(pool), "steps": args.steps, "preset": args.preset, "init": args.init,
                "baselines": {}, "curve": []}
     starts = [s for s in args.starts.split(",") if s]
+    if args.backend == "sevennet":
+        starts = ["finetune"]
+        results.update(backend="sevennet", init=args.sevennet_init, preset=None)
     init = args.init
-    if "finetune" in starts and init is None:
+    if "finetune" in starts and init is None and args.backend == "deepmd":
         pre = pretraining_frames()
         t0 = time.time()
-        summary = finetune(pre, [], work / "pretrain", backend="deepmd", quiet=True, plot=False,
+        summary = finetune(pre, [], work / "pretrain", backend="deepmd", plot=False,
                            schedule=Schedule(steps=args.pretrain_steps, start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd"),
                            preset=args.preset, seed=args.seed, device="cpu")
         init = summary["checkpoint"]
@@ -233,16 +254,27 @@ def main(argv=None):
             for n in sizes:
                 t0 = time.time()
                 out = work / f"{start}-{how}-{n}"
-                summary = finetune(chosen[how, n], valid, out, backend="deepmd", quiet=True, plot=False,
-                                   schedule=scratch if start == "scratch" else paper, preset=args.preset,
-                                   init=None if start == "scratch" else init, seed=args.seed, device="cpu")
+                if args.backend == "sevennet":
+                    opts = backend_options("sevennet", init=args.sevennet_init, steps=args.steps, seed=args.seed,
+                                           start_lr=args.start_lr, batch_size=args.batch_size, device="cpu")
+                    summary = finetune(chosen[how, n], valid, out, backend="sevennet", plot=False, **opts)
+                else:
+                    summary = finetune(chosen[how, n], valid, out, backend="deepmd", plot=False,
+                                       schedule=scratch if start == "scratch" else paper, preset=args.preset,
+                                       init=None if start == "scratch" else init, seed=args.seed, device="cpu")
                 train_s = time.time() - t0
                 res = errors(load_calculator(summary["model"], device="cpu"), test)
                 res.update({"start": start, "selection": how, "n_train": n, "train_seconds": train_s})
+                if args.backend == "sevennet":
+                    res.update({"model": args.sevennet_init, "epochs": summary["epochs"], "steps": summary["steps"],
+                                "seconds_per_epoch": summary["seconds_per_epoch"],
+                                "cpu_seconds_per_epoch": summary.get("cpu_seconds_per_epoch"),
+                                "energy_shift_eV": summary["energy_shift"].get("per_element_eV")})
                 if all(a.info.get("phase") for a in chosen[how, n]):
                     res["phases_in_training"] = len({a.info["phase"] for a in chosen[how, n]})
                 results["curve"].append(res)
-                print(f"DPA-3 {start:8s} {how:7s} n={n:4d}: E shifted {res['rmse_e_shifted_meV_atom']:6.2f} meV/atom "
+                name = f"{args.sevennet_init} fine-tuned" if args.backend == "sevennet" else f"DPA-3 {start:8s}"
+                print(f"{name} {how:7s} n={n:4d}: E shifted {res['rmse_e_shifted_meV_atom']:6.2f} meV/atom "
                       f"(raw {res['rmse_e_meV_atom']:7.2f})  F {res['rmse_f_eV_A']:.3f} eV/Å ({train_s:.0f} s training)"
                       + (f"; phases {res['phases_in_training']}/16, F per phase mean {res['rmse_f_phase_mean']:.3f} "
                          f"worst {res['rmse_f_phase_worst']:.3f}" if "rmse_f_phase_mean" in res else ""),

@@ -222,6 +222,14 @@ def test_cli_usage_errors(cli, shared_data, tmp_path):
     assert r.returncode == 2 and "--init" in r.stderr
     r = cli("finetune", shared_data / LIPS, "-o", tmp_path / "x", "--start-pref", "1:2", "-q")
     assert r.returncode == 2 and "energy:force:virial" in r.stderr
+    # --config FILE.yaml gives option defaults (here a bad one, to see it applied); --backend-config is
+    # the deepmd/sevenn input and applies to those backends only
+    (tmp_path / "opts.yaml").write_text("valid_fraction: 1.5\nbackend: deepmd\n")
+    r = cli("finetune", shared_data / LIPS, "-o", tmp_path / "x", "--config", tmp_path / "opts.yaml", "-q")
+    assert r.returncode == 2 and "--valid-fraction must be in [0, 1), got 1.5" in r.stderr
+    r = cli("finetune", shared_data / LIPS, "-o", tmp_path / "x", "--backend", "mattersim", "--init", "x.pth",
+            "--backend-config", tmp_path / "opts.yaml", "-q")
+    assert r.returncode == 2 and "--backend-config applies to --backend deepmd and sevennet only" in r.stderr
 
 
 # ----------------------------------------------------------------------------- real trainings
@@ -446,7 +454,7 @@ def test_mattersim_finetune_lowers_loss_and_loads(shared_data, tmp_path):
     init = new_checkpoint(tmp_path / "init.pth", seed=0)
     assert detect_backend(init) == "mattersim"
     summary = finetune(frames[:8], frames[8:], tmp_path / "ms", backend="mattersim", init=str(init), epochs=4,
-                       batch_size=4, lr=2e-3, device="cpu", quiet=True)
+                       batch_size=4, lr=2e-3, device="cpu")
     from cscli.learn.finetune.data import read_lcurve
 
     curve = read_lcurve(summary["lcurve"])

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("cscli.cli.label", "Label frames with energies/forces (GPAW, VASP, or an MLFF oracle)."),
     "collect": ("cscli.cli.collect", "Read finished VASP runs back into labelled frames."),
     "entropy-select": ("cscli.cli.entropy_select", "Select training frames by information-entropy gain."),
-    "finetune": ("cscli.cli.finetune", "Fine-tune a force field (DPA-3, MatterSim) or MatterGen."),
+    "finetune": ("cscli.cli.finetune", "Fine-tune a force field (DPA-3, MatterSim, SevenNet) or MatterGen."),
     "evaluate": ("cscli.cli.evaluate", "Energy/force/stress errors of a model against labelled frames."),
     "motifs": ("cscli.cli.motifs", "Anion motifs (P-S graph units), names and a catalogue."),
     "qha": ("cscli.cli.qha", "Quasi-harmonic free energies and Gibbs-hull phase diagrams."),

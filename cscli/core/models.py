@@ -240,7 +240,12 @@ def _load_sevennet(spec: ModelSpec, device: str):
     warnings.filterwarnings("ignore", message="No tensor product accelerator")
 
     model = spec.path or spec.name.split(":")[0]
-    return SevenNetCalculator(model=model, device=device, modal=spec.head)
+    head = spec.head
+    if spec.path and head is None:  # `cscli finetune --backend sevennet` records the fidelity it trained
+        import torch
+
+        head = (torch.load(spec.path, map_location="cpu", weights_only=False).get("cscli") or {}).get("head")
+    return SevenNetCalculator(model=model, device=device, modal=head)
 
 
 def _load_mattersim(spec: ModelSpec, device: str):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cscli.core.errors import ModelError, UsageError
+from cscli.core.log import get_logger
+
+_log = get_logger(__name__)
 
 
 def device_env(device: str, env: dict | None = None) -> dict:
@@ -31,9 +33,10 @@ def device_env(device: str, env: dict | None = None) -> dict:
     return env
 
 
-def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict, quiet: bool = False,
+def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict,
                echo: Callable[[str], bool] | None = None, what: str = "training") -> None:
-    """Run ``cmd`` in ``cwd``; all output goes to ``log``; lines accepted by ``echo`` go to stderr.
+    """Run ``cmd`` in ``cwd``; all output goes to ``log``; lines accepted by ``echo`` are logged
+    (INFO: shown unless the command runs with ``-q``).
 
     Raises ModelError with the last lines of the log when the command fails.
     """
@@ -50,8 +53,8 @@ def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict, 
                 fh.write(line)
                 fh.flush()
                 tail.append(line.rstrip())
-                if not quiet and echo is not None and echo(line):
-                    print(line.rstrip(), file=sys.stderr, flush=True)
+                if echo is not None and echo(line):
+                    _log.info("%s", line.rstrip())
             rc = proc.wait()
         except BaseException:
             proc.kill()

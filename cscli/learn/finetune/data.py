@@ -19,7 +19,6 @@ carry deepmd's virial directly (``info['virial_eV']``, 9 numbers, as in the LiPS
 from __future__ import annotations
 
 import json
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -234,7 +233,7 @@ def plot_learning_curve(curve: dict[str, list[float]], png: str | Path, title: s
                 if any(y > 0 for y in ys):
                     ax.plot(steps, ys, style, label={"trn": "train", "val": "validation"}.get(suffix, suffix))
         ax.set_xlabel(x)
-        unit = {"rmse_e": "eV/atom", "rmse_f": "eV/Å", "rmse_v": "eV/atom", "mae_e": "eV/atom", "mae_f": "eV/Å", "mae_s": "GPa"}.get(q, "")
+        unit = {"rmse_e": "eV/atom", "rmse_f": "eV/Å", "rmse_v": "eV/atom", "mae_e": "eV/atom", "mae_f": "eV/Å", "mae_s": "GPa", "rmse_s": "GPa"}.get(q, "")
         ax.set_ylabel(f"{q} ({unit})" if unit else q)
         if any(y > 0 for k in keys if k.startswith(q + "_") for y in curve[k]):
             ax.set_yscale("log")

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cscli.core.errors import DataError, UsageError
+from cscli.core.log import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
+
+log = get_logger(__name__)
 
 # Descriptor sizes. dpa3-l6/l3 are the "small dimension" DPA-3 rows of deepmd-kit's hyper-parameter
 # table (n_dim 128, e_dim 64, a_dim 32, e_sel 120, a_sel 30, rc 6/4 Å); tiny is for tests on a laptop.
@@ -272,7 +275,7 @@ def _dp_echo(line: str) -> bool:
 def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
                  schedule: Schedule | None = None, preset: str = DEFAULT_PRESET, init: str | None = None,
                  model_branch: str | None = None, config: dict | None = None, seed: int = 0,
-                 device: str = "auto", quiet: bool = False, model_name: str = "model.pth") -> dict:
+                 device: str = "auto", model_name: str = "model.pth") -> dict:
     """Train (or fine-tune from ``init``) a DPA-3 model and freeze it; returns a summary dict.
 
     ``output`` gets ``data/{train,valid}/sysNNN`` (deepmd npy), ``input.json``, ``train.log``,
@@ -313,10 +316,10 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
     (out / "input.json").write_text(json.dumps(inp, indent=2) + "\n")
     lr_sum = learning_rate_sum(inp.get("learning_rate", {}), numb_steps)
     is_dpa3 = inp.get("model", {}).get("descriptor", {}).get("type") == "dpa3"
-    if init_path is None and is_dpa3 and lr_sum < FROM_SCRATCH_MIN_LR_SUM and not quiet:
-        print(f"cscli finetune: warning: DPA-3 from scratch with a summed learning rate of {lr_sum:.2g} over "
-              f"{numb_steps} steps; its forces usually stay near zero until about {FROM_SCRATCH_MIN_LR_SUM:g}. "
-              "For a short run from scratch use --lr-schedule wsd --start-lr 1e-2, or more steps.", file=sys.stderr)
+    if init_path is None and is_dpa3 and lr_sum < FROM_SCRATCH_MIN_LR_SUM:
+        log.warning(f"DPA-3 from scratch with a summed learning rate of {lr_sum:.2g} over "
+                    f"{numb_steps} steps; its forces usually stay near zero until about {FROM_SCRATCH_MIN_LR_SUM:g}. "
+                    "For a short run from scratch use --lr-schedule wsd --start-lr 1e-2, or more steps.")
 
     env = device_env(device)
     dp = dp_command()
@@ -330,11 +333,10 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
                 cmd += ["--model-branch", model_branch]
         if config is None:
             cmd.append("--use-pretrain-script")
-    if not quiet:
-        print(f"cscli finetune: dp train, {numb_steps} steps on {sum(n for n, _ in sizes)} frames "
-              f"({len(train_systems)} system(s)), log {out / 'train.log'}", file=sys.stderr)
-    run_logged(cmd, out, out / "train.log", env, quiet=quiet, echo=_dp_echo, what="dp train")
-    run_logged([*dp, "--pt", "freeze", "-o", model_name], out, out / "freeze.log", env, quiet=True, what="dp freeze")
+    log.info(f"dp train, {numb_steps} steps on {sum(n for n, _ in sizes)} frames "
+             f"({len(train_systems)} system(s)), log {out / 'train.log'}")
+    run_logged(cmd, out, out / "train.log", env, echo=_dp_echo, what="dp train")
+    run_logged([*dp, "--pt", "freeze", "-o", model_name], out, out / "freeze.log", env, what="dp freeze")
     model_path = out / model_name
     if not model_path.is_file():
         raise DataError(f"dp freeze wrote no {model_path}")

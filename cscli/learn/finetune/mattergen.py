@@ -11,7 +11,6 @@ The property ``energy_above_hull`` is read from ``info['e_hull']`` (eV/atom, wri
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,9 +45,9 @@ def finetune_command(dataset_dir: Path, properties: Sequence[str], init: str | N
 
 def finetune_mattergen(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
                        properties: Sequence[str] = ("energy_above_hull",), init: str | None = None,
-                       epochs: float | None = None, seed: int = 0, device: str = "auto",
-                       quiet: bool = False) -> dict:
+                       epochs: float | None = None, seed: int = 0, device: str = "auto") -> dict:
     """Write the dataset, convert it and fine-tune MatterGen; ModelError when MatterGen is absent."""
+    from cscli.core.log import get_logger
     from cscli.learn.finetune._proc import device_env, run_logged
 
     out = Path(output).resolve()
@@ -64,13 +63,12 @@ def finetune_mattergen(train_frames: Sequence[Atoms], valid_frames: Sequence[Ato
     env = device_env(device)
     cache = out / "dataset_cache"
     run_logged([*csv_to_dataset, "--csv-folder", str(csv_dir), "--dataset-name", "cscli",
-                "--cache-folder", str(cache)], out, out / "csv_to_dataset.log", env, quiet=True,
+                "--cache-folder", str(cache)], out, out / "csv_to_dataset.log", env,
                what="mattergen csv-to-dataset")
     args = finetune_command(cache / "cscli", properties, init, epochs)
-    if not quiet:
-        print(f"cscli finetune: mattergen-finetune on {len(train_frames)} structures, properties "
-              f"{', '.join(properties)}, log {out / 'train.log'}", file=sys.stderr)
-    run_logged([*mg_finetune, *args], out, out / "train.log", env, quiet=quiet,
+    get_logger(__name__).info(f"mattergen-finetune on {len(train_frames)} structures, properties "
+                              f"{', '.join(properties)}, log {out / 'train.log'}")
+    run_logged([*mg_finetune, *args], out, out / "train.log", env,
                echo=lambda line: "Epoch" in line or "Error" in line, what="mattergen-finetune")
     ckpts = sorted(out.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not ckpts:

@@ -126,11 +126,12 @@ def write_lcurve(curve: dict[str, list[float]], path: Path) -> None:
 def train_mattersim(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
                     init: str, epochs: float = 50, steps: int | None = None, batch_size: int = 16,
                     lr: float = 2e-4, seed: int = 0, device: str = "auto", force_loss_ratio: float = 1.0,
-                    stress_loss_ratio: float = 0.1, re_normalize: bool | None = None, quiet: bool = False,
+                    stress_loss_ratio: float = 0.1, re_normalize: bool | None = None,
                     model_name: str = "model.pth") -> dict:
     """Fine-tune the MatterSim checkpoint ``init``; ``output/model.pth`` is the best checkpoint."""
-    from cscli.learn.finetune._proc import device_env, run_logged
+    from cscli.core.log import get_logger
     from cscli.core.models import resolve_device
+    from cscli.learn.finetune._proc import device_env, run_logged
     from cscli.learn.finetune.data import frame_labels
 
     init_path = Path(init)
@@ -175,10 +176,9 @@ def train_mattersim(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms]
     env = device_env(device)
     env.update({"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                 "MASTER_PORT": str(_free_port()), "WANDB_MODE": "disabled", "WANDB_SILENT": "true"})
-    if not quiet:
-        print(f"cscli finetune: mattersim, {n_epochs} epochs on {len(train_frames)} frames "
-              f"(stress {'on' if with_stress else 'off'}), log {out / 'train.log'}", file=sys.stderr)
-    run_logged(cmd, out, out / "train.log", env, quiet=quiet, echo=lambda l: "Loss:" in l or "Error" in l,
+    get_logger(__name__).info(f"mattersim, {n_epochs} epochs on {len(train_frames)} frames "
+                              f"(stress {'on' if with_stress else 'off'}), log {out / 'train.log'}")
+    run_logged(cmd, out, out / "train.log", env, echo=lambda line: "Loss:" in line or "Error" in line,
                what="mattersim finetune")
     best = results / "best_model.pth"
     if not best.is_file():
