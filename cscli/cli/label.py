@@ -35,11 +35,14 @@ from cscli.cli.options import pass_stream
 @click.option("--timeout", type=float, default=None, help="Give up on a frame after this many seconds (GPAW).")
 @click.option("--workdir", default=None, metavar="DIR",
               help="Keep per-frame GPAW logs / VASP folders here (GPAW default: a temporary directory).")
+@click.option("--density-dir", default=None, metavar="DIR",
+              help="GPAW: also write each SCF's valence pseudo-density here as <id>.CHGCAR (ρ·V, electrons; "
+                   "see docs/density.md) for `cscli density train`.")
 @click.option("--encut", type=float, default=520.0, show_default=True, help="VASP ENCUT (eV) for --calculator vasp.")
 @click.option("--vasp-command", default=None, metavar="CMD",
               help="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
 def command(frames, settings, calculator, model, device, ecut, kpt_density, reciprocal_density, xc, smearing, width, spinpol,
-            scf_energy, gpaw_opts, gpaw_python, timeout, workdir, encut, vasp_command):
+            scf_energy, gpaw_opts, gpaw_python, timeout, workdir, density_dir, encut, vasp_command):
     """Label frames with energy, forces and stress; the frame keeps its id.
 
     Resumable (ids already in -o FILE are skipped) and shardable (--shard i/n or auto in a SLURM
@@ -56,8 +59,12 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, reci
                                 spinpol=spinpol, python=gpaw_python, timeout=timeout,
                                 convergence={"energy": scf_energy} if scf_energy else {},
                                 extra=_parse_opts(gpaw_opts))
-        labeller = lib.gpaw_labeller(opts, workdir)
+        labeller = lib.gpaw_labeller(opts, workdir, density_dir)
     elif calculator == "vasp":
+        if density_dir:
+            from cscli.core.errors import UsageError
+
+            raise UsageError("--density-dir works with --calculator gpaw only (VASP writes its own CHGCAR)")
         labeller = lib.vasp_labeller(workdir or "vasp-label", encut=encut, command=vasp_command)
     else:
         labeller = lib.model_labeller(model, device)

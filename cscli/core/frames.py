@@ -45,6 +45,10 @@ entropy-select
     ``delta_entropy`` (nats), ``entropy_select_step`` (1-based order of selection)
 failures
     ``error``           message, on frames written to ``--failed``
+density (label --density-dir, density predict)
+    ``density_file`` (path of the frame's CHGCAR), ``density_electrons`` (∫ρ dV of that density,
+    electrons; GPAW pseudo-density or model prediction), ``density_model`` (model file and
+    version, density predict), ``density_valence_electrons`` (the model's valence count)
 
 Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
 read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives
