@@ -24,9 +24,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "cscli", "dft"))
 import gpaw_worker  # noqa: E402
 
 PLAN = [  # (reference id, number of perturbed copies) — smallest first
-    ("ref-Li2S", 4), ("ref-Li", 2), ("ref-Li3P", 3), ("ref-Li2P2S6", 3), ("ref-Li4P2S6", 3),
-    ("ref-gamma-Li3PS4", 1), ("ref-Li2PS3-hex", 1),
+    ("ref-Li2S", 4), ("ref-Li", 2), ("ref-Li3P", 3), ("ref-Li2P2S6", 1), ("ref-Li4P2S6", 1),
+    ("ref-gamma-Li3PS4", 0), ("ref-Li2PS3-hex", 0),
 ]
+ORDER = ["Li2S", "Li", "Li3P", "Li2P2S6", "gamma-Li3PS4", "Li4P2S6", "Li2PS3-hex"]  # run order (held-out phases early)
 
 
 def kmesh(atoms, density):
@@ -60,6 +61,8 @@ def main():
         jobs.append((rid.replace("ref-", ""), base))
         for i in range(n):
             jobs.append((rid.replace("ref-", "") + f"-p{i}", perturb(base, rng)))
+    jobs.sort(key=lambda j: (0 if "-p" not in j[0] or j[0].startswith("Li2S") or j[0].startswith("Li-")
+                             or j[0].startswith("Li3P") else 1, ORDER.index(j[0].split("-p")[0])))
     for name, atoms in jobs:
         if args.only and not any(name.startswith(o) for o in args.only):
             continue

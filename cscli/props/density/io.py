@@ -13,6 +13,7 @@ Grid convention (VASP's): value ``[i, j, k]`` sits at fractional coordinates (i/
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,3 +265,20 @@ def _stem(path: str) -> str:
         parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
         return f"{parent}" if base.upper() == "CHGCAR" else base
     return base
+
+
+def read_gpaw_dump(json_path) -> Density:
+    """A frame written by ``scripts/gpaw_density_frames.py`` (``<id>.json`` + ``<id>.npy``)."""
+    from ase import Atoms
+
+    json_path = Path(json_path)
+    try:
+        meta = json.loads(json_path.read_text())
+        req = meta["request"]
+        rho = np.load(meta["density"]["path"] if Path(meta["density"]["path"]).is_file()
+                      else json_path.with_suffix(".npy"))
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"{json_path}: not a GPAW density dump ({exc})") from None
+    atoms = Atoms(symbols=req["symbols"], positions=req["positions"], cell=req["cell"], pbc=req["pbc"])
+    return Density(atoms=atoms, values=np.asarray(rho, dtype=float), name=meta.get("id", json_path.stem),
+                   source=str(json_path), meta={"energy": meta.get("energy"), "settings": req["settings"]})
