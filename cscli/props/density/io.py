@@ -258,7 +258,7 @@ def _is_density_file(name: str) -> bool:
 
 def _stem(path: str) -> str:
     base = os.path.basename(path)
-    for suffix in (".gz", ".h5", ".hdf5"):
+    for suffix in (".gz", ".h5", ".hdf5", ".CHGCAR", ".chgcar"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
     if base.upper() in ("CHGCAR", "CHG") or base.upper().startswith("CHGCAR"):

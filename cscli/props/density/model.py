@@ -198,9 +198,9 @@ def _net_class():
                                          cutoff=True) * math.sqrt(int(self.config["num_basis"]))
 
         def _sh(self, vec):
-            # unit vectors by hand: a zero vector (probe on a nucleus) gets Y_l>0 = 0, Y_0 = 1,
-            # the only rotation-invariant choice, instead of NaN
-            unit = vec / vec.norm(dim=1, keepdim=True).clamp(min=1e-9)
+            # softened unit vectors r/sqrt(r² + ε²), ε = 1e-3 Å: a probe on a nucleus gets Y_l>0 = 0,
+            # Y_0 = 1 (the only rotation-invariant choice) and nearby probes go there continuously
+            unit = vec / (vec.pow(2).sum(dim=1, keepdim=True) + 1e-6).sqrt()
             return o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component")
 
         def atom_features(self, numbers, edge_src, edge_dst, edge_vec):
