@@ -15,6 +15,7 @@ model's training) in one run:
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,19 +54,23 @@ def main():
         frames = work / f"{rid}.extxyz"
         write(frames, atoms)
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        t0 = time.time()
+        t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "cscli", "label", "-c", "gpaw", str(frames), "--ecut", "300",
                         "--kpt-density", "2", "--width", "0.1", "--density-dir", str(work / "dens"), "-o",
                         str(work / f"{rid}.labelled.extxyz"), "-q"], check=True, env=env)
         t_gpaw = time.time() - t0
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_gpaw = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)  # label + GPAW worker processes
         dft = io.read_chgcar(work / "dens" / f"ref-{rid}.CHGCAR")
         pts, vals = dft.all_points()
-        t0 = time.time()
+        pred.predict(dft.atoms, pts[:100])  # warm-up (first-call set-up of e3nn's compiled kernels)
+        t0, c0 = time.time(), time.process_time()
         rho = pred.predict(dft.atoms, pts)
-        t_pred = time.time() - t0
+        t_pred, cpu_pred = time.time() - t0, time.process_time() - c0
         base = P.superposition_baseline(dft, radial)
         row = {"id": rid, "n_atoms": len(atoms), "grid": list(dft.values.shape), "n_points": int(len(vals)),
                "gpaw_scf_s": t_gpaw, "predict_s": t_pred, "speedup": t_gpaw / t_pred,
+               "gpaw_cpu_s": cpu_gpaw, "predict_cpu_s": cpu_pred, "cpu_speedup": cpu_gpaw / max(cpu_pred, 1e-9),
                "points_per_s": len(vals) / t_pred,
                "nmae_model": float(np.abs(rho - vals).sum() / np.abs(vals).sum()),
                "nmae_free_atoms": float(np.abs(base - vals).sum() / np.abs(vals).sum()),
@@ -74,7 +79,8 @@ def main():
         print(f"{rid:14s} {len(atoms):3d} atoms grid {'x'.join(map(str, row['grid']))}: NMAE model "
               f"{100 * row['nmae_model']:.2f} % vs free atoms {100 * row['nmae_free_atoms']:.2f} % "
               f"(ratio {row['nmae_free_atoms'] / row['nmae_model']:.1f}x); GPAW SCF {t_gpaw:.1f} s, "
-              f"prediction {t_pred:.2f} s ({row['speedup']:.0f}x faster, {row['points_per_s']:.0f} points/s)",
+              f"prediction {t_pred:.2f} s ({row['speedup']:.0f}x faster, {row['points_per_s']:.0f} points/s); "
+              f"CPU time GPAW {cpu_gpaw:.1f} s vs prediction {cpu_pred:.2f} s ({row['cpu_speedup']:.0f}x)",
               flush=True)
     out = {"model": args.model, "model_meta": {k: meta.get(k) for k in ("trained_on", "valid_nmae")}, "rows": rows,
            "threads": os.environ.get("OMP_NUM_THREADS")}

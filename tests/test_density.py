@@ -180,6 +180,7 @@ def test_short_training_beats_free_atom_superposition(tmp_path):
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_train_predict_nscf_and_errors(cli, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -226,3 +227,28 @@ def test_cli_train_predict_nscf_and_errors(cli, tmp_path):
     bad = cli("density", "predict", str(tmp_path / "na.extxyz"), "--model", str(model), "-o", str(tmp_path / "pred"))
     assert bad.returncode != 0 and "Na not in the model" in bad.stderr
     assert (tmp_path / "pred" / "li2s.CHGCAR").is_file()
+
+
+@pytest.mark.slow
+def test_label_gpaw_density_dir_writes_the_scf_density(tmp_path):
+    """label -c gpaw --density-dir: a CHGCAR on GPAW's grid that integrates to info['density_electrons']."""
+    from ase.build import bulk
+    from pymatgen.io.vasp.outputs import Chgcar
+
+    from cscli.core.errors import UsageError
+    from cscli.dft import label as lib
+
+    try:
+        lib.check_gpaw("/usr/bin/python3")
+    except UsageError as exc:
+        pytest.skip(f"GPAW not available: {exc}")
+    atoms = bulk("Li", "bcc", a=3.44)
+    atoms.info["id"] = "li-bcc"
+    labeller = lib.gpaw_labeller(lib.GpawSettings(ecut=250, kpt_density=1.5, width=0.1), density_dir=str(tmp_path))
+    out = labeller(atoms)
+    chg = Chgcar.from_file(str(tmp_path / "li-bcc.CHGCAR"))
+    assert out.info["density_file"] == str(tmp_path / "li-bcc.CHGCAR")
+    assert_allclose(chg.data["total"].mean(), out.info["density_electrons"], rtol=1e-6)
+    # one valence electron (GPAW's Li setup) plus the missing compensation charge: a little above 1
+    assert 1.0 < out.info["density_electrons"] < 1.3
+    assert np.isfinite(out.info["energy"])
