@@ -36,6 +36,9 @@ def main():
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--init", default=None, help="continue from this model (fine-tune) instead of a fresh one")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--final-lr", type=float, default=1e-4)
     ap.add_argument("--work", default=".density_data/train_default")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "cscli", "data", "density_lips.pt"))
     args = ap.parse_args()
@@ -46,9 +49,9 @@ def main():
     valid = [d for d in dens if d.name in args.valid]
     train = [d for d in dens if d not in held and d not in valid]
     settings = T.TrainSettings(steps=args.steps, probes=args.probes, structures_per_step=2, eval_every=100,
-                               seed=args.seed, lr=3e-3, final_lr=1e-4)
+                               seed=args.seed, lr=args.lr, final_lr=args.final_lr)
     t0 = time.time()
-    summary = T.train(train, args.work, settings, valid=valid)
+    summary = T.train(train, args.work, settings, valid=valid, init=args.init)
     seconds = time.time() - t0
     report = P.test_model(os.path.join(args.work, "model.pt"), held)
     shutil.copyfile(os.path.join(args.work, "model.pt"), args.out)
@@ -62,6 +65,7 @@ def main():
                  "and perturbed copies (rattle 0.08 Å, strain ≤ 3 %)"},
         "trained_on": [d.name for d in train], "validated_on": [d.name for d in valid],
         "held_out": [d.name for d in held], "train_seconds": seconds, "steps": args.steps,
+        "init": args.init and os.path.basename(args.init), "lr": [args.lr, args.final_lr],
         "best_valid_nmae": summary["best_valid_nmae"], "n_parameters": summary["n_parameters"],
         "held_out_nmae": report["nmae"],
         "held_out_per_structure": {r["name"]: r["nmae"] for r in report["structures"]},

@@ -12,6 +12,7 @@ from cscli.cli.options import (config_option, device_option, plot_option, quiet_
 def command():
     """Charge-density model: CHGCAR in and out (docs/density.md).
 
+    \b
         cscli label -c gpaw frames.extxyz --density-dir dens -o labelled.extxyz
         cscli density train dens/ -o model-dir --steps 2000
         cscli density predict sun.extxyz -o pred/ --normalize
