@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cscli.cli.options import (config_option, device_option, plot_option, quiet_option, report_option,
-                               resolve_seed, work_dir_option)
+                               resolve_seed)
 
 
 @click.group("density")
@@ -143,7 +143,6 @@ def predict_cmd(frames, out_dir, model, grid, spacing, encut, prec, normalize, b
 @config_option
 def test_cmd(data, model, eval_points, device, plot_path, report_path, quiet):
     """NMAE = Σ|Δρ| / Σ|ρ| of a model on DFT densities, per structure and overall."""
-    import json
 
     from cscli.core.frames import data_stdout
     from cscli.core.log import configure

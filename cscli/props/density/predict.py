@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from cscli.core.errors import DataError, UsageError
-from cscli.core.log import get_logger, is_quiet
+from cscli.core.log import get_logger
 
 log = get_logger(__name__)
 
