@@ -33,10 +33,13 @@ from cscli.cli.options import KeyValue, command_option, device_option, model_opt
                 help_text="Command running the GPAW worker: a Python with GPAW, or e.g. 'gpaw -P 4 python' for MPI.")
 @click.option("--timeout", type=float, default=None, help="Give up on a frame after this many seconds (GPAW).")
 @work_dir_option("Keep per-frame GPAW logs / VASP folders here (GPAW default: a temporary directory).")
+@click.option("--density-dir", default=None, metavar="DIR",
+              help="GPAW: also write each SCF's valence pseudo-density here as <id>.CHGCAR (ρ·V, electrons; "
+                   "see docs/density.md) for `cscli density train`.")
 @click.option("--encut", type=float, default=520.0, show_default=True, help="VASP ENCUT (eV) for --calculator vasp.")
 @command_option("vasp", help_text="How to run VASP for --calculator vasp (default: $ASE_VASP_COMMAND).")
 def command(frames, settings, calculator, model, device, ecut, kpt_density, reciprocal_density, xc, smearing, width, spinpol,
-            scf_energy, gpaw_opts, gpaw_command, timeout, work_dir, encut, vasp_command):
+            scf_energy, gpaw_opts, gpaw_command, timeout, work_dir, density_dir, encut, vasp_command):
     """Label frames with energy, forces and stress; the frame keeps its id.
 
     Resumable (ids already in -o FILE are skipped) and shardable (--shard i/n or auto in a SLURM
@@ -54,8 +57,12 @@ def command(frames, settings, calculator, model, device, ecut, kpt_density, reci
                                 spinpol=spinpol, python=gpaw_command, timeout=timeout,
                                 convergence={"energy": scf_energy} if scf_energy else {},
                                 extra=dict(gpaw_opts))
-        labeller = lib.gpaw_labeller(opts, work_dir)
+        labeller = lib.gpaw_labeller(opts, work_dir, density_dir)
     elif calculator == "vasp":
+        if density_dir:
+            from cscli.core.errors import UsageError
+
+            raise UsageError("--density-dir works with --calculator gpaw only (VASP writes its own CHGCAR)")
         labeller = lib.vasp_labeller(work_dir or "vasp-label", encut=encut, command=vasp_command)
     else:
         labeller = lib.model_labeller(model, device)

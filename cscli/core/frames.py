@@ -78,6 +78,10 @@ qha (``cscli qha``; 2-D arrays are indexed [temperature][pressure], JSON text in
     phonopy versions); ``model``
 hull --at T,p
     ``hull_condition``  what the hull used: ``E(0 K)`` or ``G(300 K, 2 GPa)``
+density (label --density-dir, density predict)
+    ``density_file`` (path of the frame's CHGCAR), ``density_electrons`` (∫ρ dV of that density,
+    electrons; GPAW pseudo-density or model prediction), ``density_model`` (model file and
+    version, density predict), ``density_valence_electrons`` (the model's valence count)
 
 Results written by ASE calculators (energy, forces, stress) are moved into ``info``/``arrays`` on
 read, so that every command sees one representation; ``ase.io.read`` of a cscli output still gives

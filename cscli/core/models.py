@@ -292,6 +292,9 @@ def describe_models() -> list[dict]:
     rows.append({"name": "dpa3", "backend": "deepmd", "weights": str(found) if found else f"{DPA3_FILES[0]} in " + ", ".join(map(str, model_dirs())),
                  "available": bool(found) and _importable("deepmd")})
     rows.append({"name": "mace:PATH", "backend": "mace", "weights": "a local .model file", "available": _importable("mace")})
+    density = Path(__file__).resolve().parents[1] / "data" / "density_lips.pt"  # cscli density (charge density)
+    rows.append({"name": "density-lips", "backend": "cscli-density", "weights": str(density),
+                 "available": density.is_file() and _importable("e3nn")})
     for row in rows:
         row["default"] = row["name"] == DEFAULT_MODEL
     return rows

@@ -9,9 +9,14 @@ where ``<gpaw-python>`` is ``/usr/bin/python3`` (serial) or e.g. ``gpaw -P 4 pyt
 This file must stay self-contained: standard library, numpy, ASE and GPAW only, no cscli import.
 
 Request: ``{"symbols", "positions", "cell", "pbc", "settings": {"ecut", "xc", "kpts",
-"smearing", "width", "spinpol", "magmoms", "convergence", "extra"}, "txt"}``.
+"smearing", "width", "spinpol", "magmoms", "convergence", "extra"}, "txt", "density"}``.
 Result: ``{"energy", "free_energy", "forces", "stress", "gpaw_version", "ase_version",
-"iterations"}`` or ``{"error": message}``.
+"iterations", "density"}`` or ``{"error": message}``.
+
+With ``"density": "PATH.npy"`` the converged valence pseudo-density (``calc.get_pseudo_density()``,
+electrons/Å³, spin summed, on GPAW's real-space grid; no PAW compensation charges) is saved there
+with ``numpy.save`` and ``result["density"]`` holds ``{"path", "shape", "integral"}`` (∫ñ dV in
+electrons).
 """
 
 import json
@@ -55,6 +60,13 @@ def run(request):
     }
     if all(atoms.pbc):
         result["stress"] = atoms.get_stress(voigt=True).tolist()
+    if request.get("density"):
+        import numpy as np
+
+        rho = np.asarray(calc.get_pseudo_density(), dtype=float)  # electrons / Å^3
+        np.save(request["density"], rho)
+        result["density"] = {"path": request["density"], "shape": list(rho.shape),
+                             "integral": float(rho.mean() * abs(np.linalg.det(atoms.cell.array)))}
     try:
         result["iterations"] = int(calc.get_number_of_iterations())
     except Exception:  # older/newer GPAW API

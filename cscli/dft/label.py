@@ -138,8 +138,14 @@ def _worker_env() -> dict:
     return env
 
 
-def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
-    """A function labelling one frame with GPAW (PW mode) in a subprocess."""
+def gpaw_labeller(settings: GpawSettings, workdir: str | None = None, density_dir: str | None = None):
+    """A function labelling one frame with GPAW (PW mode) in a subprocess.
+
+    With ``density_dir`` the SCF's valence pseudo-density is also written there as
+    ``<id>.CHGCAR`` (:func:`cscli.props.density.io.write_chgcar`: GPAW's
+    ``get_pseudo_density()`` in electrons/Å³ times V_cell, VASP's convention, on GPAW's grid;
+    no PAW compensation charges, so it integrates to ``info['density_electrons']``, close to but
+    not exactly the valence count)."""
     version = check_gpaw(settings.python)
     cmd = shlex.split(settings.python)
 
@@ -167,6 +173,8 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
             "cell": _to_builtin(atoms.cell.array), "pbc": [bool(p) for p in atoms.pbc],
             "settings": worker_settings, "txt": str(txt),
         }
+        if density_dir:
+            request["density"] = str(base / f"{stem}.density.npy")
         req.write_text(json.dumps(request))
         res.unlink(missing_ok=True)
         try:
@@ -178,6 +186,7 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
             tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
             raise FrameError(f"GPAW worker produced no result: {tail}")
         result = json.loads(res.read_text())
+        rho = _load_density(result) if density_dir and "error" not in result else None
         if not workdir:  # with --work-dir the GPAW text logs and request/result files stay
             shutil.rmtree(base, ignore_errors=True)
         if "error" in result:
@@ -197,11 +206,34 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None):
         }
         if "iterations" in result:
             atoms.info["label_scf_iterations"] = result["iterations"]
+        if density_dir:
+            _write_density(atoms, rho, Path(density_dir) / f"{stem}.CHGCAR")
         return atoms
 
     label.description = f"gpaw {version}, PW {settings.ecut:g} eV, {settings.xc}"
     label.tag = "gpaw"
     return label
+
+
+def _load_density(result: dict):
+    import numpy as np
+
+    npy = Path((result.get("density") or {}).get("path", ""))
+    if not npy.is_file():
+        raise FrameError("GPAW worker wrote no density")
+    rho = np.load(npy)
+    npy.unlink(missing_ok=True)
+    return rho
+
+
+def _write_density(atoms: Atoms, rho, path: Path) -> None:
+    import numpy as np
+
+    from cscli.props.density.io import write_chgcar
+
+    write_chgcar(path, atoms, rho, comment=f"{atoms.get_chemical_formula()} GPAW pseudo-density")
+    atoms.info["density_file"] = str(path)
+    atoms.info["density_electrons"] = float(rho.mean() * abs(np.linalg.det(atoms.cell.array)))
 
 
 def _safe(text) -> str:

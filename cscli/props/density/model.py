@@ -1,0 +1,352 @@
+"""An atom-centred equivariant charge-density model (EAC-Net / DeepDFT / ChargE3Net family).
+
+Design (cscli's own, small and CPU-friendly):
+
+1. **Atom features.** Each atom starts from a learned embedding of its element (scalars only) and
+   goes through ``layers`` equivariant interaction blocks (e3nn): a message from neighbour j to atom
+   i within ``cutoff`` is the tensor product of j's features with the spherical harmonics
+   Y(r̂_ij) (l ≤ ``lmax``), weighted per path by an MLP of a Bessel radial basis of |r_ij| that
+   vanishes at the cutoff; messages are summed, mixed with a self-connection and passed through a
+   gated nonlinearity. Features are ``mul0×0e + mul1×1o + mul2×2e`` (even/odd parity kept).
+2. **Radial prior.** Each atom also contributes a spherical term Σ_n c_{Z,n} g_n(r) (Gaussians
+   g_n spread over the probe cutoff, a cosine envelope); ``cscli density train`` fits c by least
+   squares before the first step, so training starts from the best superposition of spherical
+   atoms and the equivariant part learns the bonding (non-spherical) remainder.
+3. **Probe points.** The density at a point p is a sum of atomic contributions over atoms i within
+   ``probe_cutoff``: c(p,i) = MLP(TP(h_i, Y(r̂_pi); w(|r_pi|)) → scalars) — the probe–atom edge
+   contracts the atom's equivariant features with the edge's spherical harmonics to invariants,
+   so ρ(p) = Σ_i c(p,i) is invariant under rotations, translations and atom permutations, and
+   periodic images are included through the neighbour search (:func:`periodic_pairs`).
+
+ρ is in electrons/Å³. The saved model is a ``torch.save`` dict with ``kind =
+"cscli-density-model"``, its hyper-parameters, element list, weights and provenance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cscli.core.errors import DataError, ModelError
+
+KIND = "cscli-density-model"
+FORMAT_VERSION = 1
+
+DEFAULT_CONFIG = {
+    "cutoff": 4.0,  # Å, atom–atom messages
+    "probe_cutoff": 4.0,  # Å, probe–atom contributions
+    "lmax": 2,
+    "mul0": 24,
+    "mul1": 8,
+    "mul2": 4,
+    "num_basis": 8,
+    "radial_hidden": 32,
+    "layers": 2,
+    "readout_hidden": 16,
+    "probe_irreps": "8x0e + 4x1o + 2x2e",  # atom features projected to this before the probe edges
+    "avg_neighbors": 12.0,  # message normalisation (set from the training data)
+    "avg_probe_neighbors": 12.0,
+    "output_scale": 0.05,  # electrons/Å³ (set to the training data's mean density)
+    "prior_basis": 16,  # Gaussians of the per-element radial term (spread over [0, probe_cutoff])
+    "prior_width": 0.3,  # Å
+}
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+
+def periodic_pairs(cell, pbc, centers, positions, cutoff: float, exclude_self: bool = False):
+    """Pairs (c, a, vec) with |vec| < cutoff, vec = (image of atom a) − center c, over periodic
+    images along periodic axes. ``centers`` (C,3), ``positions`` (N,3) Cartesian Å."""
+    from scipy.spatial import cKDTree
+
+    cell = np.asarray(cell, dtype=float)
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    centers = np.asarray(centers, dtype=float).reshape(-1, 3)
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+    if abs(np.linalg.det(cell)) < 1e-9:
+        if pbc.any():
+            raise DataError("cell has zero volume")
+        cell = np.eye(3)
+    inv = np.linalg.inv(cell)
+    # distance between opposite faces along each axis: V / |a_j × a_k|
+    volume = abs(np.linalg.det(cell))
+    heights = np.array([volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
+    frac_c = centers @ inv
+    frac_a = positions @ inv
+    shift_c = np.where(pbc, np.floor(frac_c), 0.0)
+    frac_c = frac_c - shift_c  # centres wrapped into the cell (periodic axes)
+    frac_a = frac_a - np.where(pbc, np.floor(frac_a), 0.0)
+    reach = cutoff / heights
+    ranges = [np.arange(-int(math.ceil(reach[k])) - 1, int(math.ceil(reach[k])) + 2) if pbc[k] else np.array([0])
+              for k in range(3)]
+    shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
+    img_frac = (frac_a[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+    owner = np.tile(np.arange(len(positions)), len(shifts))
+    lo = np.where(pbc, -reach - 1e-9, -np.inf)
+    hi = np.where(pbc, 1 + reach + 1e-9, np.inf)
+    keep = np.all((img_frac >= lo) & (img_frac <= hi), axis=1)
+    img_frac, owner = img_frac[keep], owner[keep]
+    img_cart = img_frac @ cell
+    cen_cart = frac_c @ cell
+    if len(img_cart) == 0 or len(cen_cart) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros((0, 3))
+    tree_c, tree_a = cKDTree(cen_cart), cKDTree(img_cart)
+    pairs = tree_c.query_ball_tree(tree_a, cutoff) if len(cen_cart) < 64 else None
+    if pairs is not None:
+        ci = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
+        ai = np.fromiter((j for p in pairs for j in p), dtype=int, count=len(ci))
+    else:
+        sdm = tree_c.sparse_distance_matrix(tree_a, cutoff, output_type="ndarray")
+        ci, ai = sdm["i"].astype(int), sdm["j"].astype(int)
+    vec = img_cart[ai] - cen_cart[ci]
+    a = owner[ai]
+    if exclude_self:
+        ok = np.linalg.norm(vec, axis=1) > 1e-6
+        ci, a, vec = ci[ok], a[ok], vec[ok]
+    order = np.lexsort((a, ci))
+    return ci[order], a[order], vec[order]
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_model(species, config: dict | None = None):
+    """A fresh :class:`DensityNet` for the atomic numbers ``species``."""
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    return _net_class()(sorted(int(z) for z in species), cfg)
+
+
+_NET = None
+
+
+def _net_class():
+    global _NET
+    if _NET is not None:
+        return _NET
+    import torch
+    from e3nn import o3
+    from e3nn.math import soft_one_hot_linspace
+    from e3nn.nn import FullyConnectedNet, Gate
+
+    class Interaction(torch.nn.Module):
+        def __init__(self, irreps_in, irreps_out, irreps_sh, cfg):
+            super().__init__()
+            scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l == 0])
+            gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
+            gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+            self.gate = Gate(scalars, [torch.nn.functional.silu], gates, [torch.sigmoid], gated)
+            mid = self.gate.irreps_in
+            self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_sh, mid, shared_weights=False)
+            self.fc = FullyConnectedNet([cfg["num_basis"], cfg["radial_hidden"], self.tp.weight_numel],
+                                        torch.nn.functional.silu)
+            self.self_connection = o3.Linear(irreps_in, mid)
+            self.norm = 1.0 / math.sqrt(cfg["avg_neighbors"])
+            self.irreps_out = self.gate.irreps_out
+
+        def forward(self, h, edge_src, edge_dst, sh, basis):
+            msg = self.tp(h[edge_src], sh, self.fc(basis))
+            agg = torch.zeros(h.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
+            agg.index_add_(0, edge_dst, msg)
+            return self.gate(self.self_connection(h) + agg * self.norm)
+
+    class DensityNet(torch.nn.Module):
+        def __init__(self, species, cfg):
+            super().__init__()
+            self.species = list(species)
+            self.config = dict(cfg)
+            self.register_buffer("z_to_index", torch.full((119,), -1, dtype=torch.long), persistent=False)
+            for i, z in enumerate(self.species):
+                self.z_to_index[z] = i
+            lmax = int(cfg["lmax"])
+            self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+            hidden = o3.Irreps(f"{cfg['mul0']}x0e + {cfg['mul1']}x1o + {cfg['mul2']}x2e")
+            hidden = o3.Irreps([(m, ir) for m, ir in hidden if ir.l <= lmax and m > 0]).simplify()
+            self.embed = torch.nn.Embedding(len(self.species), cfg["mul0"])
+            irreps = o3.Irreps(f"{cfg['mul0']}x0e")
+            self.layers = torch.nn.ModuleList()
+            for _ in range(int(cfg["layers"])):
+                layer = Interaction(irreps, hidden, self.irreps_sh, cfg)
+                self.layers.append(layer)
+                irreps = layer.irreps_out
+            self.irreps_atom = irreps
+            probe_in = o3.Irreps(cfg["probe_irreps"])
+            probe_in = o3.Irreps([(m, ir) for m, ir in probe_in if ir.l <= lmax])
+            self.probe_project = o3.Linear(irreps, probe_in)
+            n_out = int(cfg["readout_hidden"])
+            self.probe_tp = o3.FullyConnectedTensorProduct(probe_in, self.irreps_sh, f"{n_out}x0e", shared_weights=False)
+            self.probe_fc = FullyConnectedNet([cfg["num_basis"], cfg["radial_hidden"], self.probe_tp.weight_numel],
+                                              torch.nn.functional.silu)
+            self.readout = FullyConnectedNet([n_out, n_out, 1], torch.nn.functional.silu)
+            self.probe_norm = 1.0 / math.sqrt(cfg["avg_probe_neighbors"])
+            self.prior_coef = torch.nn.Parameter(torch.zeros(len(self.species), int(cfg["prior_basis"])))
+            self.correction = torch.nn.Parameter(torch.tensor(0.1))
+
+        def prior_basis(self, length):
+            """Gaussians g_n(r) × cosine envelope, shape (E, prior_basis)."""
+            cutoff = float(self.config["probe_cutoff"])
+            centres = torch.linspace(0.0, cutoff, int(self.config["prior_basis"]), dtype=length.dtype,
+                                     device=length.device)
+            g = torch.exp(-(((length[:, None] - centres[None, :]) / float(self.config["prior_width"])) ** 2))
+            env = 0.5 * (torch.cos(math.pi * (length / cutoff).clamp(max=1.0)) + 1.0)
+            return g * env[:, None]
+
+        def _basis(self, length, cutoff):
+            # Bessel sin(nπr/c)/r is finite at r → 0; clamp so a probe on a nucleus gives no 0/0
+            return soft_one_hot_linspace(length.clamp(min=1e-4), 0.0, cutoff, int(self.config["num_basis"]), basis="bessel",
+                                         cutoff=True) * math.sqrt(int(self.config["num_basis"]))
+
+        def _sh(self, vec):
+            # softened unit vectors r/sqrt(r² + ε²), ε = 1e-3 Å: a probe on a nucleus gets Y_l>0 = 0,
+            # Y_0 = 1 (the only rotation-invariant choice) and nearby probes go there continuously
+            unit = vec / (vec.pow(2).sum(dim=1, keepdim=True) + 1e-6).sqrt()
+            return o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component")
+
+        def atom_features(self, numbers, edge_src, edge_dst, edge_vec):
+            """(equivariant features, element index) of each atom (tensors on the model's device)."""
+            idx = self.z_to_index[numbers]
+            h = self.embed(idx)
+            length = edge_vec.norm(dim=1)
+            sh, basis = self._sh(edge_vec), self._basis(length, float(self.config["cutoff"]))
+            for layer in self.layers:
+                h = layer(h, edge_src, edge_dst, sh, basis)
+            return h, idx
+
+        def probe_density(self, features, n_probes, probe_idx, atom_idx, vec):
+            """ρ at probe points: Σ over probe–atom edges (vec = atom − probe) of c(p, i)."""
+            h, species_idx = features
+            length = vec.norm(dim=1)
+            # direction from the atom to the probe: the atom's own frame
+            sh = self._sh(-vec)
+            basis = self._basis(length, float(self.config["probe_cutoff"]))
+            s = self.probe_tp(self.probe_project(h)[atom_idx], sh, self.probe_fc(basis))
+            contrib = self.readout(s).squeeze(-1) * (self.probe_norm * float(self.config["output_scale"])) * self.correction
+            prior = (self.prior_basis(length) * self.prior_coef[species_idx[atom_idx]]).sum(dim=1)
+            contrib = contrib + prior
+            rho = torch.zeros(n_probes, dtype=contrib.dtype, device=contrib.device)
+            rho.index_add_(0, probe_idx, contrib)
+            return rho
+
+    _NET = DensityNet
+    return _NET
+
+
+class Predictor:
+    """Runs a model on structures: neighbour lists in numpy, the network in torch."""
+
+    def __init__(self, model, device: str = "cpu"):
+        import torch
+
+        self.model = model.to(device)
+        self.device = device
+        self.torch = torch
+        self.dtype = next(model.parameters()).dtype
+
+    def check_species(self, atoms, name: str = "structure"):
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(_symbols(self.model.species)))
+        if unknown:
+            raise DataError(f"{name}: element(s) {', '.join(unknown)} not in the model "
+                            f"(trained on {', '.join(_symbols(self.model.species))})")
+
+    def atom_graph(self, atoms):
+        torch = self.torch
+        cfg = self.model.config
+        dst, src, vec = periodic_pairs(atoms.cell.array, atoms.pbc, atoms.positions, atoms.positions,
+                                       float(cfg["cutoff"]), exclude_self=True)
+        # message j → i uses vec = r_j − r_i (dst = centre i, src = neighbour j)
+        return (torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device),
+                torch.as_tensor(src, dtype=torch.long, device=self.device),
+                torch.as_tensor(dst, dtype=torch.long, device=self.device),
+                torch.as_tensor(vec, dtype=self.dtype, device=self.device))
+
+    def features(self, atoms):
+        return self.model.atom_features(*self.atom_graph(atoms))
+
+    def probe_edges(self, atoms, points):
+        torch = self.torch
+        p, a, vec = periodic_pairs(atoms.cell.array, atoms.pbc, points, atoms.positions,
+                                   float(self.model.config["probe_cutoff"]))
+        return (torch.as_tensor(p, dtype=torch.long, device=self.device),
+                torch.as_tensor(a, dtype=torch.long, device=self.device),
+                torch.as_tensor(vec, dtype=self.dtype, device=self.device))
+
+    def density(self, atoms, points, h=None):
+        """ρ (torch, electrons/Å³) at ``points`` (P,3) Å; gradients flow when enabled."""
+        if h is None:
+            h = self.features(atoms)
+        p, a, vec = self.probe_edges(atoms, points)
+        return self.model.probe_density(h, len(points), p, a, vec)
+
+    def predict(self, atoms, points, batch: int = 20000, progress=None) -> np.ndarray:
+        """ρ at many points, in batches, no gradients (numpy)."""
+        torch = self.torch
+        self.check_species(atoms)
+        points = np.asarray(points, dtype=float).reshape(-1, 3)
+        out = np.empty(len(points))
+        self.model.eval()
+        with torch.no_grad():
+            h = self.features(atoms)
+            for start in range(0, len(points), batch):
+                chunk = points[start:start + batch]
+                out[start:start + len(chunk)] = self.density(atoms, chunk, h).cpu().numpy()
+                if progress is not None:
+                    progress(len(chunk))
+        return out
+
+
+def _symbols(numbers):
+    from ase.data import chemical_symbols
+
+    return [chemical_symbols[int(z)] for z in numbers]
+
+
+def count_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def save_model(path, model, meta: dict | None = None, extra: dict | None = None) -> None:
+    import os
+
+    import torch
+
+    payload = {"kind": KIND, "format_version": FORMAT_VERSION, "config": model.config, "species": model.species,
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta or {}}
+    payload.update(extra or {})
+    tmp = f"{path}.part"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_payload(path) -> dict:
+    import os
+
+    import torch
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such density model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise ModelError(f"{path}: not a cscli density model ({first})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        kind = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelError(f"{path}: not a cscli density model (found {kind or 'another kind of file'}; "
+                         "train one with `cscli density train`)")
+    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(f"{path}: density model format {payload['format_version']} is newer than this cscli's")
+    return payload
+
+
+def load_model(path):
+    """(model, meta) from a file written by :func:`save_model`."""
+    payload = load_payload(path)
+    model = build_model(payload["species"], payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload.get("meta", {})
