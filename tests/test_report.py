@@ -247,6 +247,7 @@ def test_converged_flag_follows_the_thresholds(loop_dirs):
     assert rep["converged"]["converged"] is False and not rep["converged"]["criteria"]["force_rmse"]["met"]
 
 
+@pytest.mark.slow
 def test_cli_writes_json_markdown_and_plots(cli, loop_dirs, tmp_path):
     dirs, _ = loop_dirs
     out = tmp_path / "rep"

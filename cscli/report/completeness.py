@@ -21,8 +21,10 @@ motifs.jsonl        the motif catalogue after this iteration (cumulative; ``moti
 finetune/           this iteration's fine-tune (model.pth, summary.json)
 eval_before.json    this iteration's force field on labelled.extxyz (``evaluate``)
 eval_after.json     the fine-tuned model on labelled.extxyz (``evaluate``)
-hull_dft.extxyz     labelled unperturbed frames, e_hull against DFT-labelled references
-hull_ff.extxyz      the same geometries, e_hull with the force field against the same references
+hull_dft.extxyz     labelled frames, e_hull against DFT-labelled references (reference phases
+                    labelled with the same settings + earlier iterations' labelled frames)
+hull_ff.extxyz      the force field's e_hull of the same frames (by id); default: selected.extxyz,
+                    i.e. the pre-screen's own E_hull of the frames it sent to DFT
 ==================  ===========================================================================
 
 Figures per iteration (and cumulative over the iterations given):
@@ -184,7 +186,8 @@ def load_iteration(folder: str | Path, index: int = 0) -> IterationData:
         generated=generated, relaxed=relaxed, relax_failed=_frames(f["relax_failed"]), hull=_frames(f["hull"]),
         sun=_frames(f["sun"]), selected=_frames(f["selected"]), labelled=_frames(f["labelled"]),
         catalogue=_catalogue(f["catalogue"]), eval_before=_json(f["eval_before"]), eval_after=_json(f["eval_after"]),
-        hull_dft=_frames(f["hull_dft"]), hull_ff=_frames(f["hull_ff"]),
+        hull_dft=_frames(f["hull_dft"]),
+        hull_ff=_frames(f["hull_ff"]) if f["hull_ff"].is_file() else _frames(f["selected"]),
     )
     if all(getattr(data, k) is None for k in ("generated", "relaxed", "hull", "sun", "labelled", "catalogue")):
         raise DataError(f"{folder}: none of {', '.join(FILES[k] for k in ('generated', 'relaxed', 'sun', 'labelled'))}"
