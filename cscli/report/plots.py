@@ -61,49 +61,50 @@ def ehull_density(data, path: str) -> None:
     plt.close(fig)
 
 
-def sun_ratios(report: dict, path: str) -> None:
-    plt = _plt()
+def _save(fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    _plt().close(fig)
+
+
+def _per_iteration(report: dict, ylabel: str):
+    """(rows, iteration numbers, figure, axes) of a plot against the iteration."""
     rows = report["iterations"]
     it = [r["iteration"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    fig, ax = _plt().subplots(figsize=(5, 3.6), dpi=120)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(it)
+    return rows, it, fig, ax
+
+
+def sun_ratios(report: dict, path: str) -> None:
+    rows, it, fig, ax = _per_iteration(report, "ratio")
     for key, color, label in (("stable", "green", "stable"), ("unique", "blue", "unique"), ("novel", "c", "novel"),
                               ("sun", "red", "S.U.N.")):
         y = [np.nan if r["ratios"][key] is None else r["ratios"][key] for r in rows]
         ax.plot(it, y, "o-", color=color, label=label)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("ratio")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xticks(it)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def entropy_plot(report: dict, path: str) -> None:
-    plt = _plt()
-    rows = report["iterations"]
-    it = [r["iteration"] for r in rows]
+    rows, it, fig, ax = _per_iteration(report, "H (nats)")
 
     def get(r, key):
         v = (r.get("entropy") or {}).get(key)
         return np.nan if v is None else v
 
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
     ax.plot(it, [get(r, "H_generated") for r in rows], "o-", color="red", label="H, candidates of the iteration")
     ax.plot(it, [get(r, "H_dft_cumulative") for r in rows], "s--", color="darkred", label="H, all labelled frames")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("H (nats)")
-    ax.set_xticks(it)
     ax2 = ax.twinx()
     ax2.plot(it, [get(r, "labelled_cumulative") for r in rows], "^-", color="c", label="labelled frames (cumulative)")
     ax2.set_ylabel("labelled frames", color="c")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def errors_plot(report: dict, path: str) -> None:

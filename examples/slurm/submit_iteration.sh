@@ -15,22 +15,9 @@
 # stage (cat TASK files > FILE). CHAIN_STAGES picks stages (default: all five).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-OUT=loop-out; K=0
-SYSTEM=Li-P-S; GENERATOR=random; N_GENERATE=24; GENERATE_OPTS="--charge-balance --max-atoms 16"
-MODEL=7net-0; RELAX_OPTS="--fmax 0.1 --steps 150"; REEVAL_STEPS=0; REFS_RELAXED=""
-E_HULL_MAX=0.1; DFT_BINS="-inf:0:100,0:0.03:200,0.03:0.1:300"; N_PERTURB=3
-LABELLER=gpaw; LABEL_MODEL=7net-l3i5; GPAW_OPTS="--ecut 500 --kpt-density 4"; N_TRAIN=""
-FT_BACKEND=sevennet; FT_INIT=7net-0; FT_OPTS="--epochs 20"; SEED=0
-RELAX_TASKS=8; LABEL_TASKS=16; CHAIN_STAGES="generate relax screen label learn"; SBATCH_OPTS=""
-while (($#)); do
-    case $1 in
-        --config) source "$2"; shift 2 ;;
-        --out) OUT=$2; shift 2 ;;
-        --iteration) K=$2; shift 2 ;;
-        *=*) declare "${1%%=*}=${1#*=}"; shift ;;
-        *) echo "submit_iteration.sh: unknown argument $1" >&2; exit 2 ;;
-    esac
-done
+source "$here/../../scripts/loop_settings.sh"   # the settings and their defaults, shared with loop.sh
+REFS_RELAXED=""; CHAIN_STAGES="generate relax screen label learn"; SBATCH_OPTS=""
+loop_settings "$@"
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 IT=$(printf '%s/iter_%03d' "$OUT" "$K")
 mkdir -p "$IT/slurm"
@@ -40,11 +27,7 @@ EARLIER=""; TRAIN_PREV=""
 for ((j = 0; j < K; j++)); do
     EARLIER+=" $(printf '%s/iter_%03d/relaxed.extxyz' "$OUT" "$j")"; TRAIN_PREV+=" $(printf '%s/iter_%03d/train.extxyz' "$OUT" "$j")"
 done
-case $LABELLER in
-    gpaw) LABEL_ARGS="-c gpaw $GPAW_OPTS" ;;
-    model) LABEL_ARGS="-c model --model $LABEL_MODEL" ;;
-    *) echo "submit_iteration.sh: LABELLER gpaw or model (VASP: dft-select --write-vasp + collect, examples/dft_loop.sh)" >&2; exit 2 ;;
-esac
+[[ $LABELLER != vasp ]] || { echo "submit_iteration.sh: LABELLER gpaw or model (VASP: dft-select --write-vasp + collect, examples/dft_loop.sh)" >&2; exit 2; }
 export OUT K IT MODEL_K REFS_RELAXED EARLIER TRAIN_PREV SYSTEM GENERATOR N_GENERATE GENERATE_OPTS RELAX_OPTS \
     REEVAL_STEPS E_HULL_MAX DFT_BINS N_PERTURB LABEL_ARGS N_TRAIN FT_BACKEND FT_INIT FT_OPTS SEED
 dep=""
