@@ -3,7 +3,8 @@
 #
 #   scripts/loop.sh [--config FILE.env] [--out DIR] [--iterations N] [KEY=VALUE ...]
 #
-# Settings: the defaults below, then FILE.env (bash KEY=VALUE lines), then KEY=VALUE arguments.
+# Settings (scripts/loop_settings.sh lists them with their defaults and the paper's values): the
+# defaults, then FILE.env (bash KEY=VALUE lines), then KEY=VALUE arguments.
 # Every step resumes: a finished step leaves OUT/iter_k/.done/STEP and is skipped on a re-run; a
 # step killed half-way is re-run, and the per-frame commands (generate, relax, perturb, label,
 # motifs) skip the ids already in their output. Iteration k+1 relaxes with the model fine-tuned
@@ -12,57 +13,16 @@
 # The files each iteration writes are the ones `cscli report` reads (docs/report.md).
 set -euo pipefail
 
-# ---------------------------------------------------------------- settings (paper values noted)
-OUT=loop-out
-ITERATIONS=2
-SYSTEM=Li-P-S
-REFS=""                      # reference phases (default: the 16 shipped Li-P-S phases)
-GENERATOR=random             # random | motifs | mattergen
-N_GENERATE=24                # candidates per iteration (paper: MatterGen, 3,328 per E_hull target 0.00/0.03/0.06)
-GENERATE_OPTS="--charge-balance --max-atoms 16"
-MODEL=7net-0                 # force field of iteration 0 (later iterations: the previous fine-tune)
-RELAX_OPTS="--fmax 0.1 --steps 150"
-REFS_RELAX_OPTS="--fmax 0.05 --steps 300"
-REEVAL_STEPS=0               # re-evaluating references + earlier candidates with a new model: 0 = single point
-E_HULL_MAX=0.1               # S.U.N. stability bound (eV/atom, paper)
-DFT_BINS="-inf:0:100,0:0.03:200,0.03:0.1:300"   # paper: <=100 / 200 / 300 frames per E_hull bin (<= 600 to DFT)
-N_PERTURB=3                  # perturbed copies per selected frame (paper: 3 before DFT relaxation)
-LABELLER=gpaw                # gpaw (PBE, offline) | vasp (dft-select --write-vasp + collect) | model (stand-in, not DFT)
-LABEL_MODEL=7net-l3i5        # force field of LABELLER=model (an oracle stand-in, marked mlff-oracle:...)
-GPAW_OPTS="--ecut 500 --kpt-density 4"
-LABEL_SHARDS=1               # labelling processes run side by side (--shard i/n), e.g. one per core
-LABEL_REFS=0                 # 1: label the reference phases too, for E_hull DFT vs force field (hull_dft.extxyz)
-N_TRAIN=""                   # frames entropy-select adds to the training set per iteration ("" = all labelled)
-FT_BACKEND=sevennet          # fine-tune backend: sevennet (--init FT_INIT) | deepmd
-FT_INIT=7net-0
-FT_OPTS="--epochs 20"
-FT_FALLBACK_OPTS="--backend deepmd --preset tiny --steps 400 --lr-schedule wsd --start-lr 1e-2 --stop-lr 1e-4"
-SEED=0
-QUIET=""                     # -q to silence the commands' progress
-
+source "$(dirname "$0")/loop_settings.sh"   # the settings, their defaults (paper values noted) and loop_settings
 say() { printf '\n== %s\n' "$*" >&2; }
-while (($#)); do
-    case $1 in
-        --config) source "$2"; shift 2 ;;
-        --out) OUT=$2; shift 2 ;;
-        --iterations) ITERATIONS=$2; shift 2 ;;
-        *=*) declare "${1%%=*}=${1#*=}"; shift ;;
-        *) echo "loop.sh: unknown argument $1 (use --config FILE, --out DIR, --iterations N, KEY=VALUE)" >&2; exit 2 ;;
-    esac
-done
+loop_settings "$@"
 mkdir -p "$OUT"
-[[ -n $REFS ]] || REFS=$(cd "$(dirname "$0")/.." && pwd)/cscli/data/lips_reference_phases.extxyz
 [[ -f $REFS ]] || { echo "loop.sh: REFS=$REFS: no such file (reference phases)" >&2; exit 2; }
 if [[ $FT_BACKEND == sevennet ]] && ! cscli finetune --help | grep -q sevennet; then
     say "cscli finetune has no sevennet backend yet (it comes with its own branch): fine-tuning a stand-in with $FT_FALLBACK_OPTS (errors before/after are measured) while every iteration relaxes with $MODEL"
     FT_BACKEND=fallback
 fi
-case $LABELLER in
-    gpaw) LABEL_ARGS="-c gpaw $GPAW_OPTS" ;;
-    model) LABEL_ARGS="-c model --model $LABEL_MODEL"; say "LABELLER=model: $LABEL_MODEL stands in for DFT (labels marked mlff-oracle:$LABEL_MODEL)" ;;
-    vasp) LABEL_ARGS="" ;;
-    *) echo "loop.sh: LABELLER must be gpaw, vasp or model" >&2; exit 2 ;;
-esac
+[[ $LABELLER != model ]] || say "LABELLER=model: $LABEL_MODEL stands in for DFT (labels marked mlff-oracle:$LABEL_MODEL)"
 
 # step NAME CMD...: run CMD unless iteration $it already finished NAME; mark NAME done after it
 step() {
