@@ -12,7 +12,8 @@
 # Iteration k > 0 relaxes with OUT/iter_<k-1>/finetune/model.pth and uses the earlier iterations as
 # references, like loop.sh. A task that times out is resubmitted with the same --array and resumes
 # (relax and label skip the ids already in their output). The array outputs are merged by the next
-# stage (cat TASK files > FILE). CHAIN_STAGES picks stages (default: all five).
+# stage (cat TASK files > FILE). A failed stage cancels the ones after it (--kill-on-invalid-dep).
+# CHAIN_STAGES picks stages (default: all five).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/loop_settings.sh"   # the settings and their defaults, shared with loop.sh
@@ -35,7 +36,7 @@ submit() {  # submit STAGE [sbatch options]: prints the job id, chained after th
     local stage=$1; shift
     [[ " $CHAIN_STAGES " == *" $stage "* ]] || return 0
     local id
-    id=$(sbatch --parsable $SBATCH_OPTS ${dep:+--dependency=afterok:$dep} --output="$IT/slurm/$stage-%A_%a.out" "$@" "$here/$stage.sbatch")
+    id=$(sbatch --parsable $SBATCH_OPTS ${dep:+--dependency=afterok:$dep --kill-on-invalid-dep=yes} --output="$IT/slurm/$stage-%A_%a.out" "$@" "$here/$stage.sbatch")
     dep=${id%%;*}
     echo "$stage: job $dep" >&2
 }
