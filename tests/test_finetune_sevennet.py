@@ -221,7 +221,9 @@ def test_finetuned_model_relaxes_through_cscli_relax(short_finetune, cli, tmp_pa
             "-o", tmp_path / "out.extxyz", "-q", env=THREADS)
     assert r.returncode == 0, r.stderr[-2000:]
     (out,) = read_frames(str(tmp_path / "out.extxyz"))
-    assert out.info["model"] == "sevennet:model.pth" and out.info["relax_steps"] >= 1
+    from cscli.core.models import file_digest
+
+    assert out.info["model"] == f"sevennet:model.pth@{file_digest(model)}" and out.info["relax_steps"] >= 1
     assert np.abs(out.positions - start.positions).max() > 1e-3
     assert -5.5 < out.info["energy"] / len(out) < -3.0 and math.isfinite(out.info["energy"])
 

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("cscli.cli.finetune", "Fine-tune a force field (DPA-3, MatterSim, SevenNet) or MatterGen."),
     "evaluate": ("cscli.cli.evaluate", "Energy/force/stress errors of a model against labelled frames."),
     "motifs": ("cscli.cli.motifs", "Anion motifs (P-S graph units), names and a catalogue."),
+    "report": ("cscli.cli.report", "Completeness of the loop over its iterations: S.U.N., entropy, motifs, errors."),
     "qha": ("cscli.cli.qha", "Quasi-harmonic free energies and Gibbs-hull phase diagrams."),
     "md-screen": ("cscli.cli.md_screen", "Li conductivity from MD mean-square displacement."),
     "density": ("cscli.cli.density", "Charge-density model: CHGCAR in and out."),

@@ -133,7 +133,19 @@ def _spec_for_path(path_text: str, backend: str | None) -> ModelSpec:
     if not path.is_file():
         raise ModelError(f"{path_text}: model file not found")
     backend = backend or detect_backend(path)
-    return ModelSpec(backend, f"{backend}:{path.name}", str(path), head or None)
+    return ModelSpec(backend, f"{backend}:{path.name}@{file_digest(path)}", str(path), head or None)
+
+
+def file_digest(path: str | Path) -> str:
+    """First 8 hex digits of a model file's SHA-256: model files are often all named model.pth
+    (one per loop iteration), and the hull's same-model check must tell them apart."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:8]
 
 
 def detect_backend(path: Path) -> str:

@@ -59,7 +59,7 @@ FROM_SCRATCH_MIN_LR_SUM = 2.0
 class Schedule:
     """Training schedule; ``steps`` wins over ``epochs`` when both are given."""
 
-    epochs: float | None = None  # None: DEFAULT_EPOCHS (or the run length of a --config input)
+    epochs: float | None = None  # None: DEFAULT_EPOCHS (or the run length of a --backend-config input)
     steps: int | None = None
     batch_size: int | str = "auto"
     start_lr: float = 1e-3
@@ -161,7 +161,7 @@ def build_input(type_map: Sequence[str], train_systems: Sequence[str], valid_sys
         inp.setdefault("model", {}).setdefault("type_map", list(type_map))
         missing = sorted(set(type_map) - set(inp["model"]["type_map"]))
         if missing:
-            raise DataError(f"--config type_map {inp['model']['type_map']} lacks elements of the data: {missing}")
+            raise DataError(f"--backend-config type_map {inp['model']['type_map']} lacks elements of the data: {missing}")
         tr = inp.setdefault("training", {})
         tr["training_data"] = {**tr.get("training_data", {}), "systems": training_data["systems"]}
         tr["training_data"].setdefault("batch_size", training_data["batch_size"])
