@@ -55,9 +55,30 @@ def main():
         write(frames, atoms)
         env = dict(os.environ, PYTHONPATH=str(REPO))
         t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "cscli", "label", "-c", "gpaw", str(frames), "--ecut", "300",
-                        "--kpt-density", "2", "--width", "0.1", "--density-dir", str(work / "dens"), "-o",
-                        str(work / f"{rid}.labelled.extxyz"), "-q"], check=True, env=env)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cscli",
+                "label",
+                "-c",
+                "gpaw",
+                str(frames),
+                "--ecut",
+                "300",
+                "--kpt-density",
+                "2",
+                "--width",
+                "0.1",
+                "--density-dir",
+                str(work / "dens"),
+                "-o",
+                str(work / f"{rid}.labelled.extxyz"),
+                "-q",
+            ],
+            check=True,
+            env=env,
+        )
         t_gpaw = time.time() - t0
         c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_gpaw = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)  # label + GPAW worker processes
@@ -68,22 +89,38 @@ def main():
         rho = pred.predict(dft.atoms, pts)
         t_pred, cpu_pred = time.time() - t0, time.process_time() - c0
         base = P.superposition_baseline(dft, radial)
-        row = {"id": rid, "n_atoms": len(atoms), "grid": list(dft.values.shape), "n_points": int(len(vals)),
-               "gpaw_scf_s": t_gpaw, "predict_s": t_pred, "speedup": t_gpaw / t_pred,
-               "gpaw_cpu_s": cpu_gpaw, "predict_cpu_s": cpu_pred, "cpu_speedup": cpu_gpaw / max(cpu_pred, 1e-9),
-               "points_per_s": len(vals) / t_pred,
-               "nmae_model": float(np.abs(rho - vals).sum() / np.abs(vals).sum()),
-               "nmae_free_atoms": float(np.abs(base - vals).sum() / np.abs(vals).sum()),
-               "electrons_dft": dft.electrons(), "electrons_model": float(rho.mean() * dft.volume)}
+        row = {
+            "id": rid,
+            "n_atoms": len(atoms),
+            "grid": list(dft.values.shape),
+            "n_points": int(len(vals)),
+            "gpaw_scf_s": t_gpaw,
+            "predict_s": t_pred,
+            "speedup": t_gpaw / t_pred,
+            "gpaw_cpu_s": cpu_gpaw,
+            "predict_cpu_s": cpu_pred,
+            "cpu_speedup": cpu_gpaw / max(cpu_pred, 1e-9),
+            "points_per_s": len(vals) / t_pred,
+            "nmae_model": float(np.abs(rho - vals).sum() / np.abs(vals).sum()),
+            "nmae_free_atoms": float(np.abs(base - vals).sum() / np.abs(vals).sum()),
+            "electrons_dft": dft.electrons(),
+            "electrons_model": float(rho.mean() * dft.volume),
+        }
         rows.append(row)
-        print(f"{rid:14s} {len(atoms):3d} atoms grid {'x'.join(map(str, row['grid']))}: NMAE model "
-              f"{100 * row['nmae_model']:.2f} % vs free atoms {100 * row['nmae_free_atoms']:.2f} % "
-              f"(ratio {row['nmae_free_atoms'] / row['nmae_model']:.1f}x); GPAW SCF {t_gpaw:.1f} s, "
-              f"prediction {t_pred:.2f} s ({row['speedup']:.0f}x faster, {row['points_per_s']:.0f} points/s); "
-              f"CPU time GPAW {cpu_gpaw:.1f} s vs prediction {cpu_pred:.2f} s ({row['cpu_speedup']:.0f}x)",
-              flush=True)
-    out = {"model": args.model, "model_meta": {k: meta.get(k) for k in ("trained_on", "valid_nmae")}, "rows": rows,
-           "threads": os.environ.get("OMP_NUM_THREADS")}
+        print(
+            f"{rid:14s} {len(atoms):3d} atoms grid {'x'.join(map(str, row['grid']))}: NMAE model "
+            f"{100 * row['nmae_model']:.2f} % vs free atoms {100 * row['nmae_free_atoms']:.2f} % "
+            f"(ratio {row['nmae_free_atoms'] / row['nmae_model']:.1f}x); GPAW SCF {t_gpaw:.1f} s, "
+            f"prediction {t_pred:.2f} s ({row['speedup']:.0f}x faster, {row['points_per_s']:.0f} points/s); "
+            f"CPU time GPAW {cpu_gpaw:.1f} s vs prediction {cpu_pred:.2f} s ({row['cpu_speedup']:.0f}x)",
+            flush=True,
+        )
+    out = {
+        "model": args.model,
+        "model_meta": {k: meta.get(k) for k in ("trained_on", "valid_nmae")},
+        "rows": rows,
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

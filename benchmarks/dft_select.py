@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 
 from cscli.core.datafiles import reference_phases_path
-from cscli.dft.dft_select import Bin, fingerprints, select
 from cscli.core.frames import read_frames
+from cscli.dft.dft_select import Bin, fingerprints, select
 
 
 def main():

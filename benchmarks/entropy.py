@@ -54,8 +54,8 @@ def main() -> None:
 
     from quests.entropy import delta_entropy as q_delta
 
-    from cscli.learn import entropy as E
     from cscli.core.datafiles import shared_data_dir
+    from cscli.learn import entropy as E
 
     shared = shared_data_dir()
     if shared is None:
@@ -68,8 +68,13 @@ def main() -> None:
     qx, _ = E.descriptors(query_frames)
     t_desc = time.perf_counter() - t
     n_desc = len(rx) + len(qx)
-    out = {"descriptor_envs_per_s": n_desc / t_desc, "n_ref_pool": len(rx), "n_query_pool": len(qx),
-           "ann_neighbors": args.ann_neighbors, "sizes": []}
+    out = {
+        "descriptor_envs_per_s": n_desc / t_desc,
+        "n_ref_pool": len(rx),
+        "n_query_pool": len(qx),
+        "ann_neighbors": args.ann_neighbors,
+        "sizes": [],
+    }
     print(f"descriptors: {n_desc} environments in {t_desc:.1f} s = {n_desc / t_desc:.0f} env/s")
     rx = rx[rng.permutation(len(rx))]
     qx = qx[rng.permutation(len(qx))]
@@ -79,8 +84,10 @@ def main() -> None:
     E.approx_log_kernel_sum(qx[:500], rx[:2000], n_neighbors=args.ann_neighbors)
     print(f"PyNNDescent first-use compile: {time.perf_counter() - t:.0f} s (excluded below)")
 
-    print(f"{'N':>7} {'exact env/s':>12} {'approx env/s':>13} {'r':>7} {'med|d|':>8} {'p95|d|':>8} "
-          f"{'max|d|':>8} {'<0.05':>6}")
+    print(
+        f"{'N':>7} {'exact env/s':>12} {'approx env/s':>13} {'r':>7} {'med|d|':>8} {'p95|d|':>8} "
+        f"{'max|d|':>8} {'<0.05':>6}"
+    )
     for size in args.sizes:
         n_ref = min(size, len(rx))
         x = rx[:n_ref]
@@ -93,16 +100,26 @@ def main() -> None:
         approx = E.delta_entropy(y, x, method="approx", n_neighbors=args.ann_neighbors)
         t_approx = time.perf_counter() - t
         diff = np.abs(approx - exact)
-        row = {"n_ref": n_ref, "n_query": n_q, "exact_s": t_exact, "approx_s": t_approx,
-               "exact_envs_per_s": n_q / t_exact, "approx_envs_per_s": n_q / t_approx,
-               "pearson_r": float(np.corrcoef(exact, approx)[0, 1]), "median_abs_diff": float(np.median(diff)),
-               "p95_abs_diff": float(np.percentile(diff, 95)), "max_abs_diff": float(diff.max()),
-               "share_within_0.05": float(np.mean(diff < 0.05)),
-               "exact_dh_median": float(np.median(exact))}
+        row = {
+            "n_ref": n_ref,
+            "n_query": n_q,
+            "exact_s": t_exact,
+            "approx_s": t_approx,
+            "exact_envs_per_s": n_q / t_exact,
+            "approx_envs_per_s": n_q / t_approx,
+            "pearson_r": float(np.corrcoef(exact, approx)[0, 1]),
+            "median_abs_diff": float(np.median(diff)),
+            "p95_abs_diff": float(np.percentile(diff, 95)),
+            "max_abs_diff": float(diff.max()),
+            "share_within_0.05": float(np.mean(diff < 0.05)),
+            "exact_dh_median": float(np.median(exact)),
+        }
         out["sizes"].append(row)
-        print(f"{n_ref:>7} {row['exact_envs_per_s']:>12.0f} {row['approx_envs_per_s']:>13.0f} {row['pearson_r']:>7.4f} "
-              f"{row['median_abs_diff']:>8.4f} {row['p95_abs_diff']:>8.3f} {row['max_abs_diff']:>8.2f} "
-              f"{row['share_within_0.05']:>6.3f}")
+        print(
+            f"{n_ref:>7} {row['exact_envs_per_s']:>12.0f} {row['approx_envs_per_s']:>13.0f} {row['pearson_r']:>7.4f} "
+            f"{row['median_abs_diff']:>8.4f} {row['p95_abs_diff']:>8.3f} {row['max_abs_diff']:>8.2f} "
+            f"{row['share_within_0.05']:>6.3f}"
+        )
 
     # cscli exact (float32 descriptors, log space) vs QUESTS's own float64 delta_entropy
     n_ref = min(args.sizes[0], len(rx))
@@ -117,12 +134,20 @@ def main() -> None:
     ours = E.delta_entropy(y, x)
     t_o = time.perf_counter() - t
     fin = np.isfinite(ref)
-    out["vs_quests"] = {"n_query": len(y), "n_ref": n_ref, "finite": int(fin.sum()),
-                        "max_abs_diff": float(np.abs(ours[fin] - ref[fin]).max()),
-                        "quests_s": t_q, "cscli_s": t_o, "speed_ratio": t_q / t_o}
-    print(f"vs QUESTS delta_entropy (float64), {len(y)} x {n_ref}: max |diff| {out['vs_quests']['max_abs_diff']:.2e} nats "
-          f"on {fin.sum()} finite values ({len(y) - fin.sum()} inf in QUESTS, finite here); "
-          f"time QUESTS {t_q:.2f} s, cscli {t_o:.2f} s (x{t_q / t_o:.1f})")
+    out["vs_quests"] = {
+        "n_query": len(y),
+        "n_ref": n_ref,
+        "finite": int(fin.sum()),
+        "max_abs_diff": float(np.abs(ours[fin] - ref[fin]).max()),
+        "quests_s": t_q,
+        "cscli_s": t_o,
+        "speed_ratio": t_q / t_o,
+    }
+    print(
+        f"vs QUESTS delta_entropy (float64), {len(y)} x {n_ref}: max |diff| {out['vs_quests']['max_abs_diff']:.2e} nats "
+        f"on {fin.sum()} finite values ({len(y) - fin.sum()} inf in QUESTS, finite here); "
+        f"time QUESTS {t_q:.2f} s, cscli {t_o:.2f} s (x{t_q / t_o:.1f})"
+    )
 
     # one greedy step: 10,000 frames x 50 atoms = 500k candidate environments, a 50-atom frame added
     m = 500_000
@@ -132,8 +157,7 @@ def main() -> None:
     E.log_kernel_sum(cand, new, return_min_dist=True)
     t_step = time.perf_counter() - t
     out["greedy_step_500k_envs_s"] = t_step
-    print(f"greedy step, 500k candidate environments x 50 new: {t_step:.2f} s "
-          f"({m * 50 / t_step:.2e} pairs/s)")
+    print(f"greedy step, 500k candidate environments x 50 new: {t_step:.2f} s ({m * 50 / t_step:.2e} pairs/s)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

@@ -79,8 +79,12 @@ def pretraining_frames(step: int = 5):
         d = np.load(path)
         symbols = [str(x) for x in np.ravel(d["symbols"])]
         for i in range(0, len(d["energy"]), step):
-            a = Atoms(symbols=symbols, positions=np.asarray(d["coord"][i], float).reshape(-1, 3),
-                      cell=np.asarray(d["box"][i], float).reshape(3, 3), pbc=True)
+            a = Atoms(
+                symbols=symbols,
+                positions=np.asarray(d["coord"][i], float).reshape(-1, 3),
+                cell=np.asarray(d["box"][i], float).reshape(3, 3),
+                pbc=True,
+            )
             a.info["energy"] = float(np.ravel(d["energy"][i])[0])
             a.arrays["forces"] = np.asarray(d["force"][i], float).reshape(-1, 3)
             a.info["virial_eV"] = [float(x) for x in np.ravel(d["virial"][i])]
@@ -102,8 +106,9 @@ def lips20_mixed_split(seed: int = 0, test_per_phase: int = 4):
     test, pool, valid = [], [], []
     long = {p.stem.split("_")[1] for p in base.glob("lips20_*_full1000.npz")}
     # trajectory frames; multiples of 50 are the every-50 files' frames, which may be test frames
-    full = [a for a in pretraining_frames(step=3)
-            if "full1000" in a.info["id"] and int(a.info["id"].rsplit("-", 1)[1]) % 50]
+    full = [
+        a for a in pretraining_frames(step=3) if "full1000" in a.info["id"] and int(a.info["id"].rsplit("-", 1)[1]) % 50
+    ]
     rng.shuffle(full)
     pool += full[:300]
     valid += full[300:306]
@@ -126,15 +131,24 @@ def errors(calc, frames):
     def summary(subset):
         rep = evaluate_model(calc, subset, per_composition=False)["overall"]
         e = rep["energy_per_atom"]
-        return {"rmse_e_meV_atom": 1e3 * e["rmse"], "rmse_e_shifted_meV_atom": 1e3 * e["std_error"],
-                "e_offset_meV_atom": 1e3 * e["mean_error"], "rmse_f_eV_A": rep["forces"]["rmse"]}
+        return {
+            "rmse_e_meV_atom": 1e3 * e["rmse"],
+            "rmse_e_shifted_meV_atom": 1e3 * e["std_error"],
+            "e_offset_meV_atom": 1e3 * e["mean_error"],
+            "rmse_f_eV_A": rep["forces"]["rmse"],
+        }
 
     out = summary(frames)
     phases = [a.info.get("phase") for a in frames]
     if all(phases):  # balanced view: force RMSE of each phase, then their mean and worst
         per = {p: summary([a for a, q in zip(frames, phases) if q == p])["rmse_f_eV_A"] for p in sorted(set(phases))}
-        out.update({"rmse_f_per_phase": per, "rmse_f_phase_mean": float(np.mean(list(per.values()))),
-                    "rmse_f_phase_worst": max(per.values())})
+        out.update(
+            {
+                "rmse_f_per_phase": per,
+                "rmse_f_phase_mean": float(np.mean(list(per.values()))),
+                "rmse_f_phase_worst": max(per.values()),
+            }
+        )
     return out
 
 
@@ -145,17 +159,29 @@ def main(argv=None):
     ap.add_argument("--test", type=int, default=50, help="held-out test frames")
     ap.add_argument("--pool", type=int, default=300, help="candidate pool for selection")
     ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--data", choices=["nequip", "lips20-mixed"], default="nequip",
-                    help="nequip: one VASP-PBE trajectory; lips20-mixed: an unbalanced 16-phase pool")
+    ap.add_argument(
+        "--data",
+        choices=["nequip", "lips20-mixed"],
+        default="nequip",
+        help="nequip: one VASP-PBE trajectory; lips20-mixed: an unbalanced 16-phase pool",
+    )
     ap.add_argument("--starts", default="scratch,finetune", help="scratch and/or finetune")
     ap.add_argument("--init", default=None, help="deepmd checkpoint to fine-tune from (else --pretrain-steps)")
-    ap.add_argument("--pretrain-steps", type=int, default=3000,
-                    help="steps of the stand-in foundation model on LiPS20 (when no --init)")
+    ap.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=3000,
+        help="steps of the stand-in foundation model on LiPS20 (when no --init)",
+    )
     ap.add_argument("--baselines", default="chgnet,7net-0,7net-l3i5")
     ap.add_argument("--selections", default="random,entropy")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backend", choices=["deepmd", "sevennet"], default="deepmd",
-                    help="sevennet: fine-tune a pretrained SevenNet (--sevennet-init) for --steps batches")
+    ap.add_argument(
+        "--backend",
+        choices=["deepmd", "sevennet"],
+        default="deepmd",
+        help="sevennet: fine-tune a pretrained SevenNet (--sevennet-init) for --steps batches",
+    )
     ap.add_argument("--sevennet-init", default="7net-0")
     ap.add_argument("--start-lr", type=float, default=None, help="sevennet: Adam lr (default: the backend's 4e-3)")
     ap.add_argument("--batch-size", type=int, default=None, help="sevennet: frames per batch (default 4)")
@@ -169,8 +195,8 @@ def main(argv=None):
     from cscli.learn.finetune import backend_options, finetune
 
     configure("finetune_curve", quiet=True)
-    from cscli.learn.finetune.deepmd import Schedule
     from cscli.core.models import load_calculator
+    from cscli.learn.finetune.deepmd import Schedule
 
     scratch = Schedule(steps=args.steps, start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd")
     paper = Schedule(steps=args.steps)  # exp 1e-3 -> 3e-5
@@ -178,21 +204,30 @@ def main(argv=None):
     if args.data == "lips20-mixed":
         test, pool, valid = lips20_mixed_split(args.seed, args.test_per_phase)
         valid = valid[: args.valid_frames]
-        label = ("LiPS20 (EGraFFBench, 3000 K AIMD), 16 phases; pool: 300 frames of beta-Li3PS4 and Li7P3S11 "
-                 "trajectories + 6 per other phase; test: 4 unseen frames per phase")
+        label = (
+            "LiPS20 (EGraFFBench, 3000 K AIMD), 16 phases; pool: 300 frames of beta-Li3PS4 and Li7P3S11 "
+            "trajectories + 6 per other phase; test: 4 unseen frames per phase"
+        )
     else:
         frames = lips_frames()
         rng = np.random.default_rng(args.seed)
         order = rng.permutation(len(frames))
         test = [frames[i] for i in order[: args.test]]
-        pool = [frames[i] for i in order[args.test: args.test + args.pool]]
-        valid = [frames[i] for i in order[args.test + args.pool: args.test + args.pool + args.valid_frames]]
+        pool = [frames[i] for i in order[args.test : args.test + args.pool]]
+        valid = [frames[i] for i in order[args.test + args.pool : args.test + args.pool + args.valid_frames]]
         label = "NequIP LiPS Li27P12S44 (VASP-PBE), 83 atoms/frame"
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="finetune_curve_"))
-    results = {"data": label, "n_test": len(test),
-               "n_pool": len(pool), "steps": args.steps, "preset": args.preset, "init": args.init,
-               "baselines": {}, "curve": []}
+    results = {
+        "data": label,
+        "n_test": len(test),
+        "n_pool": len(pool),
+        "steps": args.steps,
+        "preset": args.preset,
+        "init": args.init,
+        "baselines": {},
+        "curve": [],
+    }
     starts = [s for s in args.starts.split(",") if s]
     if args.backend == "sevennet":
         starts = ["finetune"]
@@ -201,23 +236,38 @@ def main(argv=None):
     if "finetune" in starts and init is None and args.backend == "deepmd":
         pre = pretraining_frames()
         t0 = time.time()
-        summary = finetune(pre, [], work / "pretrain", backend="deepmd", plot=False,
-                           schedule=Schedule(steps=args.pretrain_steps, start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd"),
-                           preset=args.preset, seed=args.seed, device="cpu")
+        summary = finetune(
+            pre,
+            [],
+            work / "pretrain",
+            backend="deepmd",
+            plot=False,
+            schedule=Schedule(steps=args.pretrain_steps, start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd"),
+            preset=args.preset,
+            seed=args.seed,
+            device="cpu",
+        )
         init = summary["checkpoint"]
         res = errors(load_calculator(summary["model"], device="cpu"), test)
         res.update({"n_frames": len(pre), "steps": args.pretrain_steps, "train_seconds": time.time() - t0})
         results["pretrain"] = res
-        print(f"stand-in foundation model (LiPS20, {len(pre)} frames, {args.pretrain_steps} steps, "
-              f"{res['train_seconds']:.0f} s), zero-shot: E shifted {res['rmse_e_shifted_meV_atom']:.2f} meV/atom  "
-              f"F {res['rmse_f_eV_A']:.3f} eV/Å", flush=True)
+        print(
+            f"stand-in foundation model (LiPS20, {len(pre)} frames, {args.pretrain_steps} steps, "
+            f"{res['train_seconds']:.0f} s), zero-shot: E shifted {res['rmse_e_shifted_meV_atom']:.2f} meV/atom  "
+            f"F {res['rmse_f_eV_A']:.3f} eV/Å",
+            flush=True,
+        )
 
     # reference point: predict the mean test energy per atom and zero forces (the data's own spread)
     e_pa = np.array([a.info["energy"] / len(a) for a in test])
     f_all = np.concatenate([a.arrays["forces"].ravel() for a in test])
-    results["baselines"]["mean-predictor"] = {"rmse_e_shifted_meV_atom": 1e3 * float(np.std(e_pa)),
-                                              "rmse_f_eV_A": float(np.sqrt(np.mean(f_all**2)))}
-    print(f"mean predictor     : E shifted {1e3 * np.std(e_pa):.2f} meV/atom  F {np.sqrt(np.mean(f_all**2)):.3f} eV/Å (zero forces)")
+    results["baselines"]["mean-predictor"] = {
+        "rmse_e_shifted_meV_atom": 1e3 * float(np.std(e_pa)),
+        "rmse_f_eV_A": float(np.sqrt(np.mean(f_all**2))),
+    }
+    print(
+        f"mean predictor     : E shifted {1e3 * np.std(e_pa):.2f} meV/atom  F {np.sqrt(np.mean(f_all**2)):.3f} eV/Å (zero forces)"
+    )
     for name in [b for b in args.baselines.split(",") if b]:
         t0 = time.time()
         try:
@@ -228,8 +278,11 @@ def main(argv=None):
         res = errors(calc, test)
         res["seconds"] = time.time() - t0
         results["baselines"][name] = res
-        print(f"zero-shot {name:8s}: E {res['rmse_e_meV_atom']:8.1f} meV/atom (shifted {res['rmse_e_shifted_meV_atom']:.2f}, "
-              f"offset {res['e_offset_meV_atom']:.1f})  F {res['rmse_f_eV_A']:.3f} eV/Å", flush=True)
+        print(
+            f"zero-shot {name:8s}: E {res['rmse_e_meV_atom']:8.1f} meV/atom (shifted {res['rmse_e_shifted_meV_atom']:.2f}, "
+            f"offset {res['e_offset_meV_atom']:.1f})  F {res['rmse_f_eV_A']:.3f} eV/Å",
+            flush=True,
+        )
 
     selections = [s for s in args.selections.split(",") if s]
     entropy_select = None
@@ -255,30 +308,58 @@ def main(argv=None):
                 t0 = time.time()
                 out = work / f"{start}-{how}-{n}"
                 if args.backend == "sevennet":
-                    opts = backend_options("sevennet", init=args.sevennet_init, steps=args.steps, seed=args.seed,
-                                           start_lr=args.start_lr, batch_size=args.batch_size, device="cpu")
+                    opts = backend_options(
+                        "sevennet",
+                        init=args.sevennet_init,
+                        steps=args.steps,
+                        seed=args.seed,
+                        start_lr=args.start_lr,
+                        batch_size=args.batch_size,
+                        device="cpu",
+                    )
                     summary = finetune(chosen[how, n], valid, out, backend="sevennet", plot=False, **opts)
                 else:
-                    summary = finetune(chosen[how, n], valid, out, backend="deepmd", plot=False,
-                                       schedule=scratch if start == "scratch" else paper, preset=args.preset,
-                                       init=None if start == "scratch" else init, seed=args.seed, device="cpu")
+                    summary = finetune(
+                        chosen[how, n],
+                        valid,
+                        out,
+                        backend="deepmd",
+                        plot=False,
+                        schedule=scratch if start == "scratch" else paper,
+                        preset=args.preset,
+                        init=None if start == "scratch" else init,
+                        seed=args.seed,
+                        device="cpu",
+                    )
                 train_s = time.time() - t0
                 res = errors(load_calculator(summary["model"], device="cpu"), test)
                 res.update({"start": start, "selection": how, "n_train": n, "train_seconds": train_s})
                 if args.backend == "sevennet":
-                    res.update({"model": args.sevennet_init, "epochs": summary["epochs"], "steps": summary["steps"],
-                                "seconds_per_epoch": summary["seconds_per_epoch"],
-                                "cpu_seconds_per_epoch": summary.get("cpu_seconds_per_epoch"),
-                                "energy_shift_eV": summary["energy_shift"].get("per_element_eV")})
+                    res.update(
+                        {
+                            "model": args.sevennet_init,
+                            "epochs": summary["epochs"],
+                            "steps": summary["steps"],
+                            "seconds_per_epoch": summary["seconds_per_epoch"],
+                            "cpu_seconds_per_epoch": summary.get("cpu_seconds_per_epoch"),
+                            "energy_shift_eV": summary["energy_shift"].get("per_element_eV"),
+                        }
+                    )
                 if all(a.info.get("phase") for a in chosen[how, n]):
                     res["phases_in_training"] = len({a.info["phase"] for a in chosen[how, n]})
                 results["curve"].append(res)
                 name = f"{args.sevennet_init} fine-tuned" if args.backend == "sevennet" else f"DPA-3 {start:8s}"
-                print(f"{name} {how:7s} n={n:4d}: E shifted {res['rmse_e_shifted_meV_atom']:6.2f} meV/atom "
-                      f"(raw {res['rmse_e_meV_atom']:7.2f})  F {res['rmse_f_eV_A']:.3f} eV/Å ({train_s:.0f} s training)"
-                      + (f"; phases {res['phases_in_training']}/16, F per phase mean {res['rmse_f_phase_mean']:.3f} "
-                         f"worst {res['rmse_f_phase_worst']:.3f}" if "rmse_f_phase_mean" in res else ""),
-                      flush=True)
+                print(
+                    f"{name} {how:7s} n={n:4d}: E shifted {res['rmse_e_shifted_meV_atom']:6.2f} meV/atom "
+                    f"(raw {res['rmse_e_meV_atom']:7.2f})  F {res['rmse_f_eV_A']:.3f} eV/Å ({train_s:.0f} s training)"
+                    + (
+                        f"; phases {res['phases_in_training']}/16, F per phase mean {res['rmse_f_phase_mean']:.3f} "
+                        f"worst {res['rmse_f_phase_worst']:.3f}"
+                        if "rmse_f_phase_mean" in res
+                        else ""
+                    ),
+                    flush=True,
+                )
                 if args.json:  # partial results survive an interrupted run
                     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.json:

@@ -38,16 +38,23 @@ def main():
     for n in range(1, 231):
         general_multiplicity(n)
     runs, rates = {}, {}
-    for name, backend, kw in [("random", "random", {}), ("random --charge-balance", "random", {"charge_balance": True}),
-                              ("motifs (PS4 + S)", "motifs", {})]:
+    for name, backend, kw in [
+        ("random", "random", {}),
+        ("random --charge-balance", "random", {"charge_balance": True}),
+        ("motifs (PS4 + S)", "motifs", {}),
+    ]:
         frames, fps, dt = rate(backend, OfflineSettings(elements=els, **kw), args.num, args.seed)
         runs[name] = frames
         natoms = sum(len(a) for a in frames) / len(frames)
-        print(f"{name:26s} {len(frames):3d} frames in {dt:6.1f} s: {fps:6.2f} frames/s  (mean {natoms:.1f} atoms; "
-              f"seed {args.seed}, includes building pyxtal's Wyckoff tables)")
+        print(
+            f"{name:26s} {len(frames):3d} frames in {dt:6.1f} s: {fps:6.2f} frames/s  (mean {natoms:.1f} atoms; "
+            f"seed {args.seed}, includes building pyxtal's Wyckoff tables)"
+        )
         _, fps, dt = rate(backend, OfflineSettings(elements=els, **kw), args.num, args.seed + 1000)
         rates[name] = fps
-        print(f"{name:26s} {args.num:3d} frames in {dt:6.1f} s: {fps:6.2f} frames/s  (seed {args.seed + 1000}, tables cached)")
+        print(
+            f"{name:26s} {args.num:3d} frames in {dt:6.1f} s: {fps:6.2f} frames/s  (seed {args.seed + 1000}, tables cached)"
+        )
     base = rates["random"]
     for name, fps in rates.items():
         print(f"{name:26s} speed relative to random: {fps / base:5.2f}")
@@ -60,6 +67,7 @@ def main():
         calc = load_calculator()
         try:
             from cscli.screen import hull  # noqa: F401
+
             have_hull = True
         except ImportError:
             have_hull = False
@@ -74,8 +82,10 @@ def main():
             dt = time.perf_counter() - start
             e = [r.info["energy"] / len(r) for r in out]
             conv = sum(bool(r.info.get("relax_converged")) for r in out)
-            print(f"{name:26s} relaxed {len(out)} in {dt:.0f} s, {conv} converged, E/atom {np.mean(e):.3f} "
-                  f"(min {np.min(e):.3f}) eV  [{calc.cscli_model}]")
+            print(
+                f"{name:26s} relaxed {len(out)} in {dt:.0f} s, {conv} converged, E/atom {np.mean(e):.3f} "
+                f"(min {np.min(e):.3f}) eV  [{calc.cscli_model}]"
+            )
         if not have_hull:
             print("E_hull fraction: skipped (cscli.screen.hull not on this branch)")
 

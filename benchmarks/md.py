@@ -69,8 +69,14 @@ def bare_loop(atoms, s: MDSettings, seed: int):
     thermalize_momenta(atoms, s.temperature, rng=np.random.default_rng(seed))
     Stationary(atoms)
     dt = s.timestep_fs * units.fs
-    IsotropicMTKNPT(atoms, timestep=dt, temperature_K=s.temperature, pressure_au=s.pressure_bar * units.bar,
-                    tdamp=s.tdamp_steps * dt, pdamp=s.pdamp_steps * dt).run(s.npt_steps)
+    IsotropicMTKNPT(
+        atoms,
+        timestep=dt,
+        temperature_K=s.temperature,
+        pressure_au=s.pressure_bar * units.bar,
+        tdamp=s.tdamp_steps * dt,
+        pdamp=s.pdamp_steps * dt,
+    ).run(s.npt_steps)
     NoseHooverChainNVT(atoms, timestep=dt, temperature_K=s.temperature, tdamp=s.tdamp_steps * dt).run(s.nvt_steps)
     return atoms
 
@@ -78,8 +84,14 @@ def bare_loop(atoms, s: MDSettings, seed: int):
 if args.what == "overhead":
     sc, reps = make_supercell(refs[args.phase], args.min_length)
     ps = args.steps * args.timestep_fs / 1000
-    s = MDSettings(temperature=args.temperature, npt_ps=ps, nvt_ps=ps, timestep_fs=args.timestep_fs,
-                   sample_fs=10 * args.timestep_fs, checkpoint_ps=ps / 2)
+    s = MDSettings(
+        temperature=args.temperature,
+        npt_ps=ps,
+        nvt_ps=ps,
+        timestep_fs=args.timestep_fs,
+        sample_fs=10 * args.timestep_fs,
+        checkpoint_ps=ps / 2,
+    )
     probe = sc.copy()
     probe.calc = calc
     probe.get_forces()  # warm-up outside both timings
@@ -88,27 +100,39 @@ if args.what == "overhead":
         for r in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             bare_loop(sc, s, r)
-            t_bare.append(time.perf_counter() - t0); c_bare.append(time.process_time() - c0)
+            t_bare.append(time.perf_counter() - t0)
+            c_bare.append(time.process_time() - c0)
             t0, c0 = time.perf_counter(), time.process_time()
             run_md(sc, calc, s, seed=r, work_dir=f"{tmp}/{r}")
-            t_ours.append(time.perf_counter() - t0); c_ours.append(time.process_time() - c0)
+            t_ours.append(time.perf_counter() - t0)
+            c_ours.append(time.process_time() - c0)
     steps = s.npt_steps + s.nvt_steps
     b, o = min(t_bare), min(t_ours)
     cb, co = min(c_bare), min(c_ours)
-    print(f"{args.phase} {'x'.join(map(str, reps))} supercell, {len(sc)} atoms, model {calc.cscli_model}, "
-          f"{steps} steps ({s.npt_steps} NPT + {s.nvt_steps} NVT), sample every {s.sample_every}, "
-          f"checkpoint every {s.checkpoint_ps} ps, best of {args.repeats}")
+    print(
+        f"{args.phase} {'x'.join(map(str, reps))} supercell, {len(sc)} atoms, model {calc.cscli_model}, "
+        f"{steps} steps ({s.npt_steps} NPT + {s.nvt_steps} NVT), sample every {s.sample_every}, "
+        f"checkpoint every {s.checkpoint_ps} ps, best of {args.repeats}"
+    )
     print(f"bare ASE loop   wall {b:8.2f} s  {steps / b:7.2f} steps/s   CPU {cb:8.2f} s")
     print(f"cscli run_md    wall {o:8.2f} s  {steps / o:7.2f} steps/s   CPU {co:8.2f} s")
-    print(f"overhead        wall {100 * (o / b - 1):+.1f} %   CPU {100 * (co / cb - 1):+.1f} %   (wall bare: "
-          f"{', '.join(f'{t:.2f}' for t in t_bare)}; wall cscli: {', '.join(f'{t:.2f}' for t in t_ours)})")
+    print(
+        f"overhead        wall {100 * (o / b - 1):+.1f} %   CPU {100 * (co / cb - 1):+.1f} %   (wall bare: "
+        f"{', '.join(f'{t:.2f}' for t in t_bare)}; wall cscli: {', '.join(f'{t:.2f}' for t in t_ours)})"
+    )
 else:
-    settings = ScreenSettings(md=MDSettings(temperature=args.temperature, npt_ps=args.npt_ps, nvt_ps=args.nvt_ps,
-                                            timestep_fs=args.timestep_fs),
-                              min_length=args.min_length, analysis_ps=args.analysis_ps)
-    print(f"protocol: supercell >= {args.min_length} Å, NPT {args.npt_ps} ps at 1 bar, NVT {args.nvt_ps} ps at "
-          f"{args.temperature} K, {args.timestep_fs} fs steps, analysis of the last {args.analysis_ps} ps; "
-          f"model {calc.cscli_model} (the paper: 10 + 60 ps, last 50 ps, MatterSim-5M)")
+    settings = ScreenSettings(
+        md=MDSettings(
+            temperature=args.temperature, npt_ps=args.npt_ps, nvt_ps=args.nvt_ps, timestep_fs=args.timestep_fs
+        ),
+        min_length=args.min_length,
+        analysis_ps=args.analysis_ps,
+    )
+    print(
+        f"protocol: supercell >= {args.min_length} Å, NPT {args.npt_ps} ps at 1 bar, NVT {args.nvt_ps} ps at "
+        f"{args.temperature} K, {args.timestep_fs} fs steps, analysis of the last {args.analysis_ps} ps; "
+        f"model {calc.cscli_model} (the paper: 10 + 60 ps, last 50 ps, MatterSim-5M)"
+    )
     for name in args.phases.split(","):
         atoms = refs[name].copy()
         atoms.info["e_hull"] = 0.0  # both are on or near the hull; the filter is not what is measured
@@ -116,8 +140,10 @@ else:
         out = screen_frame(atoms, calc, settings, seed=0)
         wall = time.perf_counter() - t0
         i = out.info
-        print(f"{name:12s} {i['md_supercell']:>6s} {i['md_n_atoms']:4d} atoms  {wall / 60:6.1f} min  "
-              f"T={i['md_temperature_mean']:.0f} K  V/atom(NPT)={i.get('md_volume_per_atom_npt', float('nan')):.2f} Å³  "
-              f"D_Li={i['md_d_Li']:.2e}±{i['md_d_Li_err']:.1e}  D_P={i['md_d_P']:.1e}  D_S={i['md_d_S']:.1e} cm²/s  "
-              f"σ_Li={i['md_sigma_li']:.0f}±{i['md_sigma_li_err']:.0f} mS/cm (endpoint {i['md_sigma_li_endpoint']:.0f}; "
-              f"paper {PAPER.get(name, float('nan')):.1f})  conductor={i['md_is_conductor']}")
+        print(
+            f"{name:12s} {i['md_supercell']:>6s} {i['md_n_atoms']:4d} atoms  {wall / 60:6.1f} min  "
+            f"T={i['md_temperature_mean']:.0f} K  V/atom(NPT)={i.get('md_volume_per_atom_npt', float('nan')):.2f} Å³  "
+            f"D_Li={i['md_d_Li']:.2e}±{i['md_d_Li_err']:.1e}  D_P={i['md_d_P']:.1e}  D_S={i['md_d_S']:.1e} cm²/s  "
+            f"σ_Li={i['md_sigma_li']:.0f}±{i['md_sigma_li_err']:.0f} mS/cm (endpoint {i['md_sigma_li_endpoint']:.0f}; "
+            f"paper {PAPER.get(name, float('nan')):.1f})  conductor={i['md_is_conductor']}"
+        )

@@ -63,9 +63,12 @@ for model in args.models.split(","):
             "atoms_per_s": n_atoms / dt,
         }
         results.append(row)
-        print(f"{row['model']:12s} {set_name:20s} n={row['frames']:3d}  E_rmse raw {row['e_rmse_raw_meV_atom']:8.1f}  "
-              f"offset-free {row['e_rmse_offset_meV_atom']:6.1f} meV/atom  F_rmse {row['f_rmse_eV_A']:.3f} eV/Å  "
-              f"F_mae {row['f_mae_eV_A']:.3f}  {row['atoms_per_s']:.0f} atoms/s", flush=True)
+        print(
+            f"{row['model']:12s} {set_name:20s} n={row['frames']:3d}  E_rmse raw {row['e_rmse_raw_meV_atom']:8.1f}  "
+            f"offset-free {row['e_rmse_offset_meV_atom']:6.1f} meV/atom  F_rmse {row['f_rmse_eV_A']:.3f} eV/Å  "
+            f"F_mae {row['f_mae_eV_A']:.3f}  {row['atoms_per_s']:.0f} atoms/s",
+            flush=True,
+        )
 if args.json:
     with open(args.json, "w") as fh:
         json.dump(results, fh, indent=1)

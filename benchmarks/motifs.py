@@ -58,8 +58,10 @@ class Clock:
 def rate(n: int, clock) -> str:
     if isinstance(clock, float):
         return f"{n / clock:8.1f} frames/s wall ({1e3 * clock / n:6.2f} ms/frame)"
-    return (f"{n / clock.wall:8.1f} frames/s wall, {n / clock.cpu:8.1f} frames/s CPU "
-            f"({1e3 * clock.cpu / n:6.2f} CPU ms/frame)")
+    return (
+        f"{n / clock.wall:8.1f} frames/s wall, {n / clock.cpu:8.1f} frames/s CPU "
+        f"({1e3 * clock.cpu / n:6.2f} CPU ms/frame)"
+    )
 
 
 def main() -> None:
@@ -116,13 +118,29 @@ def main() -> None:
 
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "cscli", "motifs", src, "-o", os.path.join(tmp, "out.extxyz"), "-q",
-                            "--catalogue", os.path.join(tmp, "cat.jsonl")], check=True, env=env)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cscli",
+                    "motifs",
+                    src,
+                    "-o",
+                    os.path.join(tmp, "out.extxyz"),
+                    "-q",
+                    "--catalogue",
+                    os.path.join(tmp, "cat.jsonl"),
+                ],
+                check=True,
+                env=env,
+            )
             t_cli = time.perf_counter() - t
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-        print(f"CLI end to end (extxyz in/out)   : {args.n / t_cli:8.1f} frames/s wall, {args.n / cpu:8.1f} frames/s CPU "
-              f"({t_cli:.1f} s wall, {cpu:.1f} s CPU incl. start-up)")
+        print(
+            f"CLI end to end (extxyz in/out)   : {args.n / t_cli:8.1f} frames/s wall, {args.n / cpu:8.1f} frames/s CPU "
+            f"({t_cli:.1f} s wall, {cpu:.1f} s CPU incl. start-up)"
+        )
         del proc
 
     from cscli.screen.fingerprints import structure_fingerprint
@@ -134,8 +152,10 @@ def main() -> None:
             for a in fp_frames:
                 structure_fingerprint(a, remove=remove)
         n_sites = sum(sum(s not in remove for s in a.get_chemical_symbols()) for a in fp_frames)
-        print(f"fingerprint ({label}, {args.n_fp} frames): {rate(args.n_fp, fp)}  "
-              f"= {1e3 * fp.cpu / n_sites:.0f} CPU ms/site, {fp.cpu / args.n_fp / (an.cpu / args.n):.0f} x analyze")
+        print(
+            f"fingerprint ({label}, {args.n_fp} frames): {rate(args.n_fp, fp)}  "
+            f"= {1e3 * fp.cpu / n_sites:.0f} CPU ms/site, {fp.cpu / args.n_fp / (an.cpu / args.n):.0f} x analyze"
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,13 @@ def structure(name: str):
     from ase.spacegroup import crystal
 
     if name == "li2s":
-        atoms = crystal(["S", "Li"], [(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225,
-                        cellpar=[5.70, 5.70, 5.70, 90, 90, 90], primitive_cell=True)
+        atoms = crystal(
+            ["S", "Li"],
+            [(0, 0, 0), (0.25, 0.25, 0.25)],
+            spacegroup=225,
+            cellpar=[5.70, 5.70, 5.70, 90, 90, 90],
+            primitive_cell=True,
+        )
     else:
         from cscli.core.datafiles import reference_phases_path
         from cscli.core.frames import read_frames
@@ -47,9 +52,18 @@ def run_cscli(atoms, calc, repeat: int, batch_size: int):
     from cscli.props.qha import QHASettings, qha_frame
 
     lengths = np.linalg.norm(np.array(atoms.cell), axis=1)
-    settings = QHASettings(scales=SCALES, temperatures=tuple(np.arange(0.0, 301.0, 10.0)), pressures=(0.0,),
-                           min_length=float(repeat * lengths.min() - 1e-6), mesh=20.0, displacement=0.01,
-                           prerelax=False, fmax=1e-3, steps=200, batch_size=batch_size)
+    settings = QHASettings(
+        scales=SCALES,
+        temperatures=tuple(np.arange(0.0, 301.0, 10.0)),
+        pressures=(0.0,),
+        min_length=float(repeat * lengths.min() - 1e-6),
+        mesh=20.0,
+        displacement=0.01,
+        prerelax=False,
+        fmax=1e-3,
+        steps=200,
+        batch_size=batch_size,
+    )
     t = time.perf_counter()
     result = qha_frame(atoms, calc, settings)
     elapsed = time.perf_counter() - t
@@ -59,11 +73,25 @@ def run_cscli(atoms, calc, repeat: int, batch_size: int):
 def run_matcalc(atoms, calc, supercell):
     from matcalc import QHACalc
 
-    qha = QHACalc(calc, t_min=0, t_max=300, t_step=10, fmax=1e-3, max_steps=200, eos="vinet",
-                  relax_structure=False, scale_factors=SCALES, allow_shape_change=True,
-                  phonon_calc_kwargs={"supercell_matrix": np.diag(supercell), "atom_disp": 0.01,
-                                      "relax_structure": False, "write_phonon": False},
-                  store_ha_phonon=False)
+    qha = QHACalc(
+        calc,
+        t_min=0,
+        t_max=300,
+        t_step=10,
+        fmax=1e-3,
+        max_steps=200,
+        eos="vinet",
+        relax_structure=False,
+        scale_factors=SCALES,
+        allow_shape_change=True,
+        phonon_calc_kwargs={
+            "supercell_matrix": np.diag(supercell),
+            "atom_disp": 0.01,
+            "relax_structure": False,
+            "write_phonon": False,
+        },
+        store_ha_phonon=False,
+    )
     t = time.perf_counter()
     result = qha.calc(atoms.copy())
     elapsed = time.perf_counter() - t
@@ -91,10 +119,12 @@ def estimate(phase: str, model: str | None, min_length: float, n_volumes: int) -
     t = time.perf_counter()
     evaluate_forces(calc, supercells[:3])
     per_call = (time.perf_counter() - t) / 3
-    print(f"{phase}, {calc.cscli_model}, --min-length {min_length:g}: supercell {np.diag(smatrix).tolist()} = "
-          f"{len(supercells[0])} atoms, {len(supercells)} displacements per volume, {per_call:.1f} s per force call, "
-          f"model load {t_load:.0f} s -> {n_volumes} volumes: {n_volumes * len(supercells) * per_call / 60:.0f} min "
-          "of force calls (relaxations on top)")
+    print(
+        f"{phase}, {calc.cscli_model}, --min-length {min_length:g}: supercell {np.diag(smatrix).tolist()} = "
+        f"{len(supercells[0])} atoms, {len(supercells)} displacements per volume, {per_call:.1f} s per force call, "
+        f"model load {t_load:.0f} s -> {n_volumes} volumes: {n_volumes * len(supercells) * per_call / 60:.0f} min "
+        "of force calls (relaxations on top)"
+    )
 
 
 def main():
@@ -104,8 +134,12 @@ def main():
     parser.add_argument("--repeats", default="2,3", help="supercell multiples of the shortest lattice vector")
     parser.add_argument("--no-matcalc", action="store_true", help="time cscli only")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side, alternating; the fastest counts")
-    parser.add_argument("--estimate", metavar="PHASE", default=None,
-                        help="only estimate a full default run of one reference phase (e.g. gamma-Li3PS4)")
+    parser.add_argument(
+        "--estimate",
+        metavar="PHASE",
+        default=None,
+        help="only estimate a full default run of one reference phase (e.g. gamma-Li3PS4)",
+    )
     parser.add_argument("--min-length", type=float, default=12.0, help="with --estimate")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -122,8 +156,10 @@ def main():
     warm.calc = calc
     warm.get_forces()  # first-call set-up (torch, neighbour lists) is not charged to either side
     print(f"{args.structure}: {len(atoms)} atoms, model {calc.cscli_model}, {len(SCALES)} volumes, 0-300 K")
-    print(f"{'supercell':>10} {'atoms':>6} {'cscli s':>9} {'cscli batched s':>16} {'matcalc s':>10} "
-          f"{'matcalc/cscli':>14} {'max |dG| meV/atom':>18}")
+    print(
+        f"{'supercell':>10} {'atoms':>6} {'cscli s':>9} {'cscli batched s':>16} {'matcalc s':>10} "
+        f"{'matcalc/cscli':>14} {'max |dG| meV/atom':>18}"
+    )
     for repeat in [int(r) for r in args.repeats.split(",")]:
         times: dict[str, list[float]] = {"cscli": [], "batched": [], "matcalc": []}
         for _ in range(args.rounds):  # alternate the sides so that load changes hit both
@@ -142,8 +178,10 @@ def main():
             print(f"{'x'.join(map(str, sc)):>10} {n_sc:>6} {t_c:9.1f} {t_b:16.1f}")
             continue
         n = min(len(g_c), len(g_m))
-        print(f"{'x'.join(map(str, sc)):>10} {n_sc:>6} {t_c:9.1f} {t_b:16.1f} {t_m:10.1f} {t_m / t_c:14.2f} "
-              f"{1e3 * np.abs(g_c[:n] - g_m[:n]).max():18.3f}")
+        print(
+            f"{'x'.join(map(str, sc)):>10} {n_sc:>6} {t_c:9.1f} {t_b:16.1f} {t_m:10.1f} {t_m / t_c:14.2f} "
+            f"{1e3 * np.abs(g_c[:n] - g_m[:n]).max():18.3f}"
+        )
 
 
 if __name__ == "__main__":

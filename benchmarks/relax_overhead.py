@@ -22,9 +22,9 @@ from ase.optimize import FIRE
 from cscli.core.datafiles import reference_phases_path
 from cscli.core.frames import read_frames, write_frames
 from cscli.core.models import load_calculator
+from cscli.core.stream import StreamOptions, run_stream
 from cscli.explore.perturb import perturb_frame
 from cscli.explore.relax import relax_atoms
-from cscli.core.stream import StreamOptions, run_stream
 
 p = argparse.ArgumentParser()
 p.add_argument("--frames", type=int, default=8)
@@ -56,18 +56,43 @@ def ours(out):
 with tempfile.TemporaryDirectory() as tmp:
     t_bare, t_ours = [], []
     for r in range(args.repeats):  # interleaved, best of N: robust to other load on the machine
-        t0 = time.perf_counter(); bare(); t_bare.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); ours(os.path.join(tmp, f"o{r}.extxyz")); t_ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bare()
+        t_bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ours(os.path.join(tmp, f"o{r}.extxyz"))
+        t_ours.append(time.perf_counter() - t0)
     src = Path(tmp) / "in.extxyz"
     write_frames(frames, str(src))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cscli", "relax", str(src), "-o", str(Path(tmp) / "cli.extxyz"), "--model", args.model,
-                    "--fmax", "1e-9", "--steps", str(args.steps), "-q", "--device", "cpu"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cscli",
+            "relax",
+            str(src),
+            "-o",
+            str(Path(tmp) / "cli.extxyz"),
+            "--model",
+            args.model,
+            "--fmax",
+            "1e-9",
+            "--steps",
+            str(args.steps),
+            "-q",
+            "--device",
+            "cpu",
+        ],
+        check=True,
+    )
     t_cli = time.perf_counter() - t0
 
 b, o = min(t_bare), min(t_ours)
 n_atoms = len(ref)
-print(f"model {args.model}, {args.frames} frames x {n_atoms} atoms ({args.phase}), {args.steps} FIRE steps each, best of {args.repeats}")
+print(
+    f"model {args.model}, {args.frames} frames x {n_atoms} atoms ({args.phase}), {args.steps} FIRE steps each, best of {args.repeats}"
+)
 print(f"bare ASE loop      {b:8.2f} s   {3600 * args.frames / b:9.0f} frames/h")
 print(f"cscli relax (lib)  {o:8.2f} s   {3600 * args.frames / o:9.0f} frames/h")
 print(f"overhead ratio     {o / b:8.3f}   ({100 * (o / b - 1):+.1f} %, goal < 5 %)")

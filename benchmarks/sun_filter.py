@@ -35,8 +35,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # reduced formulas of known Li-P-S compounds (random structures are drawn at these compositions)
-RANDOM_FORMULAS = ["Li3PS4", "Li7P3S11", "Li4P2S6", "Li2PS3", "LiPS3", "Li7PS6", "Li4P2S7", "Li2S", "P2S5",
-                   "Li3P", "LiP", "Li5PS4", "Li2P2S5", "Li6PS5", "LiS", "P4S3"]
+RANDOM_FORMULAS = [
+    "Li3PS4",
+    "Li7P3S11",
+    "Li4P2S6",
+    "Li2PS3",
+    "LiPS3",
+    "Li7PS6",
+    "Li4P2S7",
+    "Li2S",
+    "P2S5",
+    "Li3P",
+    "LiP",
+    "Li5PS4",
+    "Li2P2S5",
+    "Li6PS5",
+    "LiS",
+    "P4S3",
+]
 
 
 def load_phases():
@@ -52,13 +68,22 @@ def random_rotation(rng):
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     a, b, c, d = q
-    return np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-                     [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-                     [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d]])
+    return np.array(
+        [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+        ]
+    )
 
 
-SUPERCELLS = [np.diag([2, 1, 1]), np.diag([1, 2, 1]), np.diag([1, 1, 2]), np.array([[1, 1, 0], [-1, 1, 0], [0, 0, 1]]),
-              np.array([[1, 0, 1], [0, 1, 0], [-1, 0, 1]])]
+SUPERCELLS = [
+    np.diag([2, 1, 1]),
+    np.diag([1, 2, 1]),
+    np.diag([1, 1, 2]),
+    np.array([[1, 1, 0], [-1, 1, 0], [0, 0, 1]]),
+    np.array([[1, 0, 1], [0, 1, 0], [-1, 0, 1]]),
+]
 
 
 def variant(structure, rng, sigma_max=0.15, strain_max=0.04, max_atoms=80):
@@ -203,12 +228,22 @@ def fast(frames, refs, jobs):
     prepared = prepare_many(frames + refs, opts, jobs)
     t1 = time.perf_counter()
     dup, ust = find_duplicates(prepared[: len(frames)], opts, jobs)
-    hit, nst = find_in_references(prepared[: len(frames)], prepared[len(frames):], opts, jobs)
+    hit, nst = find_in_references(prepared[: len(frames)], prepared[len(frames) :], opts, jobs)
     t2 = time.perf_counter()
-    return dup, hit, t2 - t0, {"cpu_s": round(cpu_seconds() - c0, 1), "reduce_s": round(t1 - t0, 2), "match_s": round(t2 - t1, 2),
-                               "fits_unique": ust.pairs_fitted, "fits_novel": nst.pairs_fitted,
-                               "pairs_formula_groups": ust.pairs_in_formula_groups + nst.pairs_in_formula_groups,
-                               "pairs_buckets": ust.pairs_in_buckets + nst.pairs_in_buckets}
+    return (
+        dup,
+        hit,
+        t2 - t0,
+        {
+            "cpu_s": round(cpu_seconds() - c0, 1),
+            "reduce_s": round(t1 - t0, 2),
+            "match_s": round(t2 - t1, 2),
+            "fits_unique": ust.pairs_fitted,
+            "fits_novel": nst.pairs_fitted,
+            "pairs_formula_groups": ust.pairs_in_formula_groups + nst.pairs_in_formula_groups,
+            "pairs_buckets": ust.pairs_in_buckets + nst.pairs_in_buckets,
+        },
+    )
 
 
 def check_pairs(m, seed, jobs):
@@ -236,8 +271,14 @@ def check_pairs(m, seed, jobs):
             n_fit += f
             n_pass += p
             violations += f and not p
-    return {"structures": m, "ordered_pairs_same_formula": n_pairs, "fit_true": n_fit, "filter_pass": n_pass,
-            "violations": violations, "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "structures": m,
+        "ordered_pairs_same_formula": n_pairs,
+        "fit_true": n_fit,
+        "filter_pass": n_pass,
+        "violations": violations,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main(argv=None):
@@ -267,22 +308,37 @@ def main(argv=None):
     print(f"generated {len(frames)} frames, {len(refs)} refs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     dup, hit, t_fast, info = fast(frames, refs, jobs)
-    res = {"frames": len(frames), "refs": len(refs), "jobs": jobs, "cscli_s": round(t_fast, 2), **info,
-           "unique": sum(d is None for d in dup), "novel": sum(h is None for h in hit)}
+    res = {
+        "frames": len(frames),
+        "refs": len(refs),
+        "jobs": jobs,
+        "cscli_s": round(t_fast, 2),
+        **info,
+        "unique": sum(d is None for d in dup),
+        "novel": sum(h is None for h in hit),
+    }
     print(f"cscli: {t_fast:.1f} s ({info})", file=sys.stderr)
     if not args.no_baseline:
         baseline.known_dup = dup
-        bdup, bhit, t_base, fits, sampled = baseline(frames, refs, args.baseline_sample, np.random.default_rng(args.seed + 1))
+        bdup, bhit, t_base, fits, sampled = baseline(
+            frames, refs, args.baseline_sample, np.random.default_rng(args.seed + 1)
+        )
         idx = range(len(frames)) if sampled is None else sampled
         # same decisions: unique/duplicate-of and novel; (novelty: same matched/not matched)
         mism_u = sum((dup[i] is None) != (bdup[i] is None) or dup[i] != bdup[i] for i in idx)
         mism_n = sum((hit[i] is None) != (bhit[i] is None) for i in idx)
         scale = 1.0 if sampled is None else len(frames) / max(1, len(sampled))
-        res.update({"baseline_s": round(t_base * scale, 1), "baseline_cpu_s": round(baseline.cpu_s * scale, 1),
-                    "speedup_cpu": round(baseline.cpu_s * scale / info["cpu_s"], 1), "baseline_fits": int(fits * scale),
-                    "baseline_sampled_frames": None if sampled is None else len(sampled),
-                    "decision_mismatches": {"unique": mism_u, "novel": mism_n},
-                    "speedup": round(t_base * scale / t_fast, 1)})
+        res.update(
+            {
+                "baseline_s": round(t_base * scale, 1),
+                "baseline_cpu_s": round(baseline.cpu_s * scale, 1),
+                "speedup_cpu": round(baseline.cpu_s * scale / info["cpu_s"], 1),
+                "baseline_fits": int(fits * scale),
+                "baseline_sampled_frames": None if sampled is None else len(sampled),
+                "decision_mismatches": {"unique": mism_u, "novel": mism_n},
+                "speedup": round(t_base * scale / t_fast, 1),
+            }
+        )
     print(json.dumps(res, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n")

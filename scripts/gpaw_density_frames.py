@@ -24,8 +24,13 @@ sys.path.insert(0, os.path.join(HERE, "..", "cscli", "dft"))
 import gpaw_worker  # noqa: E402
 
 PLAN = [  # (reference id, number of perturbed copies) — smallest first
-    ("ref-Li2S", 4), ("ref-Li", 2), ("ref-Li3P", 3), ("ref-Li2P2S6", 1), ("ref-Li4P2S6", 1),
-    ("ref-gamma-Li3PS4", 0), ("ref-Li2PS3-hex", 0),
+    ("ref-Li2S", 4),
+    ("ref-Li", 2),
+    ("ref-Li3P", 3),
+    ("ref-Li2P2S6", 1),
+    ("ref-Li4P2S6", 1),
+    ("ref-gamma-Li3PS4", 0),
+    ("ref-Li2PS3-hex", 0),
 ]
 ORDER = ["Li2S", "Li", "Li3P", "Li2P2S6", "gamma-Li3PS4", "Li4P2S6", "Li2PS3-hex"]  # run order (held-out phases early)
 
@@ -53,7 +58,9 @@ def main():
     ap.add_argument("--only", nargs="*", default=None)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    refs = {a.info["id"]: a for a in read(os.path.join(HERE, "..", "cscli", "data", "lips_reference_phases.extxyz"), ":")}
+    refs = {
+        a.info["id"]: a for a in read(os.path.join(HERE, "..", "cscli", "data", "lips_reference_phases.extxyz"), ":")
+    }
     rng = np.random.default_rng(args.seed)
     jobs = []
     for rid, n in PLAN:
@@ -61,8 +68,14 @@ def main():
         jobs.append((rid.replace("ref-", ""), base))
         for i in range(n):
             jobs.append((rid.replace("ref-", "") + f"-p{i}", perturb(base, rng)))
-    jobs.sort(key=lambda j: (0 if "-p" not in j[0] or j[0].startswith("Li2S") or j[0].startswith("Li-")
-                             or j[0].startswith("Li3P") else 1, ORDER.index(j[0].split("-p")[0])))
+    jobs.sort(
+        key=lambda j: (
+            0
+            if "-p" not in j[0] or j[0].startswith("Li2S") or j[0].startswith("Li-") or j[0].startswith("Li3P")
+            else 1,
+            ORDER.index(j[0].split("-p")[0]),
+        )
+    )
     for name, atoms in jobs:
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
@@ -70,11 +83,25 @@ def main():
         meta = os.path.join(args.out, name + ".json")
         if os.path.exists(meta):
             continue
-        settings = {"ecut": args.ecut, "xc": "PBE", "kpts": kmesh(atoms, args.kpt_density),
-                    "smearing": "fermi-dirac", "width": 0.1, "spinpol": False, "convergence": {}, "extra": {}}
-        request = {"symbols": atoms.get_chemical_symbols(), "positions": atoms.positions.tolist(),
-                   "cell": atoms.cell.array.tolist(), "pbc": [True] * 3, "settings": settings,
-                   "txt": os.path.join(args.out, name + ".gpaw.txt"), "density": npy}
+        settings = {
+            "ecut": args.ecut,
+            "xc": "PBE",
+            "kpts": kmesh(atoms, args.kpt_density),
+            "smearing": "fermi-dirac",
+            "width": 0.1,
+            "spinpol": False,
+            "convergence": {},
+            "extra": {},
+        }
+        request = {
+            "symbols": atoms.get_chemical_symbols(),
+            "positions": atoms.positions.tolist(),
+            "cell": atoms.cell.array.tolist(),
+            "pbc": [True] * 3,
+            "settings": settings,
+            "txt": os.path.join(args.out, name + ".gpaw.txt"),
+            "density": npy,
+        }
         t0 = time.time()
         result = gpaw_worker.run(request)
         result["seconds"] = time.time() - t0
@@ -82,8 +109,15 @@ def main():
         result["id"] = name
         with open(meta, "w") as fh:
             json.dump(result, fh)
-        print(name, len(atoms), settings["kpts"], result["density"]["shape"], round(result["density"]["integral"], 4),
-              "%.1f s" % result["seconds"], flush=True)
+        print(
+            name,
+            len(atoms),
+            settings["kpts"],
+            result["density"]["shape"],
+            round(result["density"]["integral"], 4),
+            "{:.1f} s".format(result["seconds"]),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

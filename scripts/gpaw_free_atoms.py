@@ -25,12 +25,25 @@ def main():
     ap.add_argument("--rmax", type=float, default=4.4)
     ap.add_argument("--dr", type=float, default=0.05)
     args = ap.parse_args()
-    out = {"settings": {"ecut": args.ecut, "box": args.box, "xc": "PBE", "kpts": [1, 1, 1], "spinpol": False,
-                        "smearing": "fermi-dirac", "width": 0.1, "rmax": args.rmax, "dr": args.dr}, "atoms": {}}
+    out = {
+        "settings": {
+            "ecut": args.ecut,
+            "box": args.box,
+            "xc": "PBE",
+            "kpts": [1, 1, 1],
+            "spinpol": False,
+            "smearing": "fermi-dirac",
+            "width": 0.1,
+            "rmax": args.rmax,
+            "dr": args.dr,
+        },
+        "atoms": {},
+    }
     for sym in args.elements:
         atoms = Atoms(sym, positions=[[args.box / 2] * 3], cell=[args.box] * 3, pbc=True)
-        atoms.calc = GPAW(mode=PW(args.ecut), xc="PBE", kpts=(1, 1, 1), txt=None,
-                          occupations={"name": "fermi-dirac", "width": 0.1})
+        atoms.calc = GPAW(
+            mode=PW(args.ecut), xc="PBE", kpts=(1, 1, 1), txt=None, occupations={"name": "fermi-dirac", "width": 0.1}
+        )
         atoms.get_potential_energy()
         rho = atoms.calc.get_pseudo_density()
         shape = np.array(rho.shape)

@@ -1,6 +1,6 @@
 """Build cscli/data/lips_reference_phases.extxyz from ../shared/data (see cscli/data/README.md).
 
-    python scripts/make_reference_phases.py [SHARED_DATA_DIR]
+python scripts/make_reference_phases.py [SHARED_DATA_DIR]
 """
 
 import hashlib

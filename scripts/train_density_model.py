@@ -48,8 +48,15 @@ def main():
     held = [d for d in dens if base(d.name) in args.held_out]
     valid = [d for d in dens if d.name in args.valid]
     train = [d for d in dens if d not in held and d not in valid]
-    settings = T.TrainSettings(steps=args.steps, probes=args.probes, structures_per_step=2, eval_every=100,
-                               seed=args.seed, lr=args.lr, final_lr=args.final_lr)
+    settings = T.TrainSettings(
+        steps=args.steps,
+        probes=args.probes,
+        structures_per_step=2,
+        eval_every=100,
+        seed=args.seed,
+        lr=args.lr,
+        final_lr=args.final_lr,
+    )
     t0 = time.time()
     summary = T.train(train, args.work, settings, valid=valid, init=args.init)
     seconds = time.time() - t0
@@ -59,14 +66,23 @@ def main():
     prov = {
         "model": os.path.basename(args.out),
         "made_by": "scripts/train_density_model.py " + " ".join(sys.argv[1:]),
-        "data": {"code": "GPAW (Debian gpaw 22.8.0, PBE PAW setups)", "density": "get_pseudo_density(), electrons/Å³",
-                 "settings": {k: settings_used.get(k) for k in ("ecut", "xc", "smearing", "width")},
-                 "kpt_density_per_A": 2.0, "structures": "LiPS20 reference phases (cscli/data/lips_reference_phases.extxyz) "
-                 "and perturbed copies (rattle 0.08 Å, strain ≤ 3 %)"},
-        "trained_on": [d.name for d in train], "validated_on": [d.name for d in valid],
-        "held_out": [d.name for d in held], "train_seconds": seconds, "steps": args.steps,
-        "init": args.init and os.path.basename(args.init), "lr": [args.lr, args.final_lr],
-        "best_valid_nmae": summary["best_valid_nmae"], "n_parameters": summary["n_parameters"],
+        "data": {
+            "code": "GPAW (Debian gpaw 22.8.0, PBE PAW setups)",
+            "density": "get_pseudo_density(), electrons/Å³",
+            "settings": {k: settings_used.get(k) for k in ("ecut", "xc", "smearing", "width")},
+            "kpt_density_per_A": 2.0,
+            "structures": "LiPS20 reference phases (cscli/data/lips_reference_phases.extxyz) "
+            "and perturbed copies (rattle 0.08 Å, strain ≤ 3 %)",
+        },
+        "trained_on": [d.name for d in train],
+        "validated_on": [d.name for d in valid],
+        "held_out": [d.name for d in held],
+        "train_seconds": seconds,
+        "steps": args.steps,
+        "init": args.init and os.path.basename(args.init),
+        "lr": [args.lr, args.final_lr],
+        "best_valid_nmae": summary["best_valid_nmae"],
+        "n_parameters": summary["n_parameters"],
         "held_out_nmae": report["nmae"],
         "held_out_per_structure": {r["name"]: r["nmae"] for r in report["structures"]},
     }

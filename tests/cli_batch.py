@@ -96,8 +96,9 @@ def main(cases_path: str, results_path: str) -> None:
             for path in paths:
                 with open(path, encoding="utf-8", errors="replace") as fh:
                     texts.append(fh.read())
-            results.append({"returncode": code, "stdout": texts[0], "stderr": texts[1],
-                            "imported": json.loads(texts[2] or "[]")})
+            results.append(
+                {"returncode": code, "stdout": texts[0], "stderr": texts[1], "imported": json.loads(texts[2] or "[]")}
+            )
     with open(results_path, "w") as fh:
         json.dump(results, fh)
 

@@ -92,11 +92,28 @@ def run_cli_batch(cases: list[dict], timeout: float = 1200) -> list[SimpleNamesp
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as tmp:
         cases_path, results_path = Path(tmp) / "cases.json", Path(tmp) / "results.json"
-        cases_path.write_text(json.dumps([{**c, "args": [str(a) for a in c["args"]],
-                                           "cwd": str(c.get("cwd") or REPO),
-                                           "stdin": str(c["stdin"]) if c.get("stdin") else None} for c in cases]))
-        r = subprocess.run([sys.executable, str(REPO / "tests" / "cli_batch.py"), str(cases_path), str(results_path)],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+        cases_path.write_text(
+            json.dumps(
+                [
+                    {
+                        **c,
+                        "args": [str(a) for a in c["args"]],
+                        "cwd": str(c.get("cwd") or REPO),
+                        "stdin": str(c["stdin"]) if c.get("stdin") else None,
+                    }
+                    for c in cases
+                ]
+            )
+        )
+        r = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "cli_batch.py"), str(cases_path), str(results_path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=timeout,
+        )
         assert r.returncode == 0, r.stderr
         return [SimpleNamespace(**res) for res in json.loads(results_path.read_text())]
 

@@ -46,8 +46,9 @@ def _stop() -> None:
     folder = _state.pop("dir", None)
     if folder is None:
         return
-    subprocess.run(["bash", str(SCRIPT), "stop"], env=dict(_base_env(), CSCLI_SLURM_DIR=folder),
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["bash", str(SCRIPT), "stop"], env=dict(_base_env(), CSCLI_SLURM_DIR=folder), capture_output=True, timeout=60
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -87,16 +88,20 @@ def cluster_env() -> dict:
     shim.mkdir()
     (shim / "cscli").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cscli "$@"\n')
     (shim / "cscli").chmod(0o755)
-    env.update(SLURM_CONF=m.group(1), PATH=f"{shim}:{env['PATH']}",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.update(
+        SLURM_CONF=m.group(1),
+        PATH=f"{shim}:{env['PATH']}",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     _state["env"] = env
     return dict(env)
 
 
 def sbatch(*args, env: dict, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``sbatch ARGS`` against the local cluster (text mode, output captured)."""
-    return subprocess.run(["sbatch", *map(str, args)], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["sbatch", *map(str, args)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 # What --test-only overrides: the examples ask for cluster-sized resources (--ntasks=64,

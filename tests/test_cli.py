@@ -5,9 +5,9 @@ import sys
 
 import pytest
 from ase.build import bulk
+from conftest import REPO
 
 from cscli.core.frames import write_frames
-from conftest import REPO
 
 
 @pytest.mark.parametrize("args", [["--help"], ["relax", "--help"], ["perturb", "--help"]])
@@ -39,7 +39,7 @@ def one_error_line(r):
 
 def test_malformed_file(tmp_path, cli):
     bad = tmp_path / "bad.extxyz"
-    bad.write_text("3\nLattice=\"5 0 0 0 5 0 0 0 5\"\nLi 0 0 0\n")
+    bad.write_text('3\nLattice="5 0 0 0 5 0 0 0 5"\nLi 0 0 0\n')
     r = cli("perturb", bad)
     assert r.returncode == 1 and "frame truncated" in one_error_line(r)
 

@@ -83,8 +83,12 @@ def test_real_outcar_fallback(tmp_path, cli):
     assert frame.info["energy"] == pytest.approx(oc.final_energy, abs=1e-8)  # energy(sigma->0)
     assert frame.info["free_energy"] == pytest.approx(oc.final_fr_energy, abs=1e-8)  # TOTEN
     assert frame.info["energy"] == pytest.approx(-68.23102426, abs=1e-8)
-    table = oc.read_table_pattern(r"POSITION\s+TOTAL-FORCE \(eV/Angst\)\s*\n\s*-+\n",
-                                  r"\s+" + r"\s+".join([r"(-?\d+\.\d+)"] * 6), r"\s*-+", last_one_only=True)
+    table = oc.read_table_pattern(
+        r"POSITION\s+TOTAL-FORCE \(eV/Angst\)\s*\n\s*-+\n",
+        r"\s+" + r"\s+".join([r"(-?\d+\.\d+)"] * 6),
+        r"\s*-+",
+        last_one_only=True,
+    )
     ref_forces = np.array(table, dtype=float)[:, 3:]
     assert ref_forces.shape == (18, 3)
     assert np.allclose(frame.arrays["forces"], ref_forces, atol=1e-6)
@@ -103,16 +107,22 @@ def _v(rows):
 def _structure(atoms, name=None):
     head = f' <structure name="{name}" >\n' if name else " <structure>\n"
     rec = atoms.cell.reciprocal()
-    return (head + "  <crystal>\n   <varray name=\"basis\" >\n" + _v(atoms.cell.array) + "   </varray>\n"
-            f"   <i name=\"volume\">{atoms.cell.volume:16.8f} </i>\n   <varray name=\"rec_basis\" >\n" + _v(rec)
-            + "   </varray>\n  </crystal>\n  <varray name=\"positions\" >\n" + _v(atoms.get_scaled_positions(wrap=False))
-            + "  </varray>\n </structure>\n")
+    return (
+        head + '  <crystal>\n   <varray name="basis" >\n' + _v(atoms.cell.array) + "   </varray>\n"
+        f'   <i name="volume">{atoms.cell.volume:16.8f} </i>\n   <varray name="rec_basis" >\n'
+        + _v(rec)
+        + '   </varray>\n  </crystal>\n  <varray name="positions" >\n'
+        + _v(atoms.get_scaled_positions(wrap=False))
+        + "  </varray>\n </structure>\n"
+    )
 
 
 def _energy_block(e, indent="  "):
-    return (f"{indent}<energy>\n{indent} <i name=\"e_fr_energy\">{e:18.8f} </i>\n"
-            f"{indent} <i name=\"e_wo_entrp\">{e:18.8f} </i>\n{indent} <i name=\"e_0_energy\">{e:18.8f} </i>\n"
-            f"{indent}</energy>\n")
+    return (
+        f'{indent}<energy>\n{indent} <i name="e_fr_energy">{e:18.8f} </i>\n'
+        f'{indent} <i name="e_wo_entrp">{e:18.8f} </i>\n{indent} <i name="e_0_energy">{e:18.8f} </i>\n'
+        f"{indent}</energy>\n"
+    )
 
 
 def write_vasprun(path, steps, nelm=60, nsw=99, ibrion=2, scf_counts=None, cut_after=None):
@@ -164,14 +174,19 @@ def write_vasprun(path, steps, nelm=60, nsw=99, ibrion=2, scf_counts=None, cut_a
         '   <field type="int">atomtype</field>\n   <set>\n'
     ]
     parts += [f"    <rc><c>{s:2s}</c><c>{types.index(s) + 1:4d}</c></rc>\n" for s in symbols]
-    parts.append('   </set>\n  </array>\n  <array name="atomtypes" >\n   <dimension dim="1">type</dimension>\n'
-                 '   <field type="int">atomspertype</field>\n   <field type="string">element</field>\n'
-                 '   <field>mass</field>\n   <field>valence</field>\n   <field type="string">pseudopotential</field>\n'
-                 '   <set>\n')
+    parts.append(
+        '   </set>\n  </array>\n  <array name="atomtypes" >\n   <dimension dim="1">type</dimension>\n'
+        '   <field type="int">atomspertype</field>\n   <field type="string">element</field>\n'
+        '   <field>mass</field>\n   <field>valence</field>\n   <field type="string">pseudopotential</field>\n'
+        "   <set>\n"
+    )
     masses = {"Li": 7.01, "P": 30.974, "S": 32.066}
     valence = {"Li": 3.0, "P": 5.0, "S": 6.0}
-    parts += [f"    <rc><c>{symbols.count(t):4d}</c><c>{t:2s}</c><c>{masses[t]:16.8f}</c><c>{valence[t]:16.8f}</c>"
-              f"<c>  PAW_PBE {pots[t]} 17Jan2003</c></rc>\n" for t in types]
+    parts += [
+        f"    <rc><c>{symbols.count(t):4d}</c><c>{t:2s}</c><c>{masses[t]:16.8f}</c><c>{valence[t]:16.8f}</c>"
+        f"<c>  PAW_PBE {pots[t]} 17Jan2003</c></rc>\n"
+        for t in types
+    ]
     parts.append("   </set>\n  </array>\n </atominfo>\n")
     parts.append(_structure(first, "initialpos"))
     for k, atoms in enumerate(steps):
@@ -179,15 +194,18 @@ def write_vasprun(path, steps, nelm=60, nsw=99, ibrion=2, scf_counts=None, cut_a
         block = [" <calculation>\n"]
         for it in range(scf_counts[k]):
             e_it = e + 10.0 ** (1 - it) if it < scf_counts[k] - 1 else e
-            block.append("  <scstep>\n   <time name=\"total\">    0.10    0.10</time>\n" + _energy_block(e_it, "   ")
-                         + "  </scstep>\n")
+            block.append(
+                '  <scstep>\n   <time name="total">    0.10    0.10</time>\n'
+                + _energy_block(e_it, "   ")
+                + "  </scstep>\n"
+            )
         block.append(_structure(atoms).replace("\n ", "\n  ").replace(" <structure>", "  <structure>", 1))
-        block.append("  <varray name=\"forces\" >\n" + _v(atoms.arrays["forces"]) + "  </varray>\n")
+        block.append('  <varray name="forces" >\n' + _v(atoms.arrays["forces"]) + "  </varray>\n")
         from ase.stress import voigt_6_to_full_3x3_stress
 
         stress_kbar = -voigt_6_to_full_3x3_stress(atoms.info["stress"]) / (0.1 * GPa)
-        block.append("  <varray name=\"stress\" >\n" + _v(stress_kbar) + "  </varray>\n")
-        block.append(_energy_block(e) + "  <time name=\"totalsc\">    1.00    1.00</time>\n </calculation>\n")
+        block.append('  <varray name="stress" >\n' + _v(stress_kbar) + "  </varray>\n")
+        block.append(_energy_block(e) + '  <time name="totalsc">    1.00    1.00</time>\n </calculation>\n')
         text = "".join(block)
         if cut_after is not None and k == cut_after:
             parts.append(text[: len(text) // 2])
@@ -205,7 +223,6 @@ def trajectory():
     from ase.optimize import FIRE
 
     from cscli.core.datafiles import reference_phases_path
-
     from cscli.core.models import load_calculator
 
     calc = load_calculator("chgnet", device="cpu")
@@ -320,8 +337,12 @@ def test_unconverged_incomplete_and_failed_runs_are_reported(tmp_path, trajector
     by_parent = {}
     for f in frames:
         by_parent.setdefault(f.info["parent_id"], []).append(f.info["vasp_step"])
-    assert by_parent == {"cand-7": [0, 1, 2, 3, 4, 5], "b_nsw": [0, 1, 2, 3, 4, 5], "c_scf": [0, 1, 3, 4],
-                         "d_cut": [0, 1, 2, 3]}
+    assert by_parent == {
+        "cand-7": [0, 1, 2, 3, 4, 5],
+        "b_nsw": [0, 1, 2, 3, 4, 5],
+        "c_scf": [0, 1, 3, 4],
+        "d_cut": [0, 1, 2, 3],
+    }
     # --require-converged drops the unconverged and the unfinished run
     r = cli("collect", root, "--all-steps", "--require-converged", "-o", out)
     assert {f.info["parent_id"] for f in read_frames(str(out))} == {"cand-7", "c_scf"}

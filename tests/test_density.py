@@ -49,8 +49,11 @@ def test_vasp_chgcar_round_trip_and_vasp_grid(shared_data, tmp_path):
     assert d.values.shape == (24, 24, 100)
     assert_allclose(d.electrons(), 8.0, atol=1e-5)  # PROVENANCE: 8.000 electrons
     out = io.write_chgcar(tmp_path / "CHGCAR", d.atoms, d.values)
-    assert_allclose(Chgcar.from_file(str(out)).data["total"].mean(),
-                    Chgcar.from_file(str(folder / "CHGCAR")).data["total"].mean(), rtol=1e-6)
+    assert_allclose(
+        Chgcar.from_file(str(out)).data["total"].mean(),
+        Chgcar.from_file(str(folder / "CHGCAR")).data["total"].mean(),
+        rtol=1e-6,
+    )
     # the fine grid VASP chose: ENCUT 400 PREC Normal (graphene), ENCUT 600 PREC Accurate (NO)
     assert io.vasp_grid_shape(read(folder / "CONTCAR"), 400, "Normal") == (24, 24, 100)
     no = shared_data / "charge_density" / "sisl_vasp_NO_polarized"
@@ -186,8 +189,24 @@ def test_cli_train_predict_nscf_and_errors(cli, tmp_path):
     data.mkdir()
     for n in ("Li2S-p0", "Li2S-p1", "Li-p0"):
         shutil.copyfile(DATA / f"{n}.CHGCAR.gz", data / f"{n}.CHGCAR.gz")
-    run = cli("density", "train", str(data), "-o", str(tmp_path / "m"), "--steps", "3", "--eval-every", "3",
-              "--probes", "100", "--seed", "1", "--report", str(tmp_path / "train.json"), "-q")
+    run = cli(
+        "density",
+        "train",
+        str(data),
+        "-o",
+        str(tmp_path / "m"),
+        "--steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--probes",
+        "100",
+        "--seed",
+        "1",
+        "--report",
+        str(tmp_path / "train.json"),
+        "-q",
+    )
     assert run.returncode == 0, run.stderr
     model = tmp_path / "m" / "model.pt"
     assert model.is_file() and (tmp_path / "m" / "learning_curve.png").is_file()
@@ -198,8 +217,20 @@ def test_cli_train_predict_nscf_and_errors(cli, tmp_path):
     li2s = _chg("Li2S").atoms
     li2s.info["id"] = "li2s"
     write(tmp_path / "f.extxyz", li2s)
-    run = cli("density", "predict", str(tmp_path / "f.extxyz"), "--model", str(model), "-o", str(tmp_path / "pred"),
-              "--encut", "300", "--normalize", "--report", str(tmp_path / "pred.json"))
+    run = cli(
+        "density",
+        "predict",
+        str(tmp_path / "f.extxyz"),
+        "--model",
+        str(model),
+        "-o",
+        str(tmp_path / "pred"),
+        "--encut",
+        "300",
+        "--normalize",
+        "--report",
+        str(tmp_path / "pred.json"),
+    )
     assert run.returncode == 0, run.stderr
     from cscli.props.density import io
 

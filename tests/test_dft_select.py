@@ -12,9 +12,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from cscli.dft.dft_select import DEFAULT_BINS, Bin, farthest_point_order, ov_fingerprint, parse_bins, select
 from cscli.core.errors import DataError, UsageError
 from cscli.core.frames import read_frames, write_frames
+from cscli.dft.dft_select import DEFAULT_BINS, Bin, farthest_point_order, ov_fingerprint, parse_bins, select
 
 
 def _pool(phase, e_hulls, name="Li2S"):
@@ -38,13 +38,15 @@ def test_default_bins_are_the_paper_quotas():
 
 def test_quotas_and_bin_edges(phase):
     rng = np.random.default_rng(0)
-    e = np.concatenate([
-        rng.uniform(-0.2, -1e-6, 150),  # 150 below the hull -> quota 100
-        rng.uniform(0.0, 0.0299, 250),  # 250 in [0, 0.03) -> quota 200
-        rng.uniform(0.03, 0.0999, 120),  # 120 in [0.03, 0.1) -> all (quota 300)
-        rng.uniform(0.1, 0.5, 30),  # outside
-        [0.0, 0.03, 0.1],  # edges: lo inclusive, hi exclusive
-    ])
+    e = np.concatenate(
+        [
+            rng.uniform(-0.2, -1e-6, 150),  # 150 below the hull -> quota 100
+            rng.uniform(0.0, 0.0299, 250),  # 250 in [0, 0.03) -> quota 200
+            rng.uniform(0.03, 0.0999, 120),  # 120 in [0.03, 0.1) -> all (quota 300)
+            rng.uniform(0.1, 0.5, 30),  # outside
+            [0.0, 0.03, 0.1],  # edges: lo inclusive, hi exclusive
+        ]
+    )
     frames = _pool(phase, e)
     chosen, reports = select(frames, seed=3)
     assert [(r.available, r.selected) for r in reports] == [(150, 100), (251, 200), (121, 121)]
@@ -93,24 +95,26 @@ def test_ov_fingerprint_counts_pairs_like_pymatgen(phase):
     wtot = sum(n[a] * n[b] for a, b in pairs)
     structure = AseAtomsAdaptor.get_structure(atoms)
     # r_cut in the widest gap of all pair distances between 2 and 4.5 Å (pymatgen's neighbours)
-    d_all = np.sort(np.unique(np.round([nb.nn_distance for nbs in structure.get_all_neighbors(4.5)
-                                        for nb in nbs], 4)))
+    d_all = np.sort(np.unique(np.round([nb.nn_distance for nbs in structure.get_all_neighbors(4.5) for nb in nbs], 4)))
     d_all = d_all[d_all > 2.0]
     k_gap = int(np.argmax(np.diff(d_all)))
     assert d_all[k_gap + 1] - d_all[k_gap] > 0.2  # well wider than the smearing (0.02 Å)
     r_cut = 0.5 * (d_all[k_gap] + d_all[k_gap + 1])
     neigh = structure.get_all_neighbors(r_cut)
     for k, (a, b) in enumerate(pairs):
-        block = fp[k * len(grid):(k + 1) * len(grid)] / (n[a] * n[b] / wtot)
+        block = fp[k * len(grid) : (k + 1) * len(grid)] / (n[a] * n[b] / wtot)
         density = (block + 1.0) * 4 * math.pi * grid**2 * n[a] * n[b] / atoms.cell.volume
         mask = grid < r_cut
         integral = density[mask].sum() * dr
-        expected = sum(1 for i, site in enumerate(structure) if site.specie.symbol == a
-                       for nb in neigh[i] if nb.specie.symbol == b)
+        expected = sum(
+            1 for i, site in enumerate(structure) if site.specie.symbol == a for nb in neigh[i] if nb.specie.symbol == b
+        )
         assert integral == pytest.approx(expected, abs=0.05), (a, b)
     # P-S: 4 S around each of the 2 P (PS4 tetrahedra) -> 8 pairs
-    assert sum(1 for i, s in enumerate(structure) if s.specie.symbol == "P"
-               for nb in neigh[i] if nb.specie.symbol == "S") == 8
+    assert (
+        sum(1 for i, s in enumerate(structure) if s.specie.symbol == "P" for nb in neigh[i] if nb.specie.symbol == "S")
+        == 8
+    )
 
 
 def test_ov_fingerprint_is_cell_invariant(phase):
@@ -163,8 +167,9 @@ def test_cli_selects_and_writes(tmp_path, phase, cli):
     assert Counter(a.info["dft_bin"] for a in sel) == {"[-inf,0)": 2, "[0,0.03)": 2, "[0.03,0.1)": 3}
     assert "7 of 40 frames selected" in r.stderr
     r2 = cli("dft-select", src, "--bins=-inf:0:2,0:0.03:2,0.03:0.1:3", "--seed", "4")
-    assert [a.info["id"] for a in sel] == [line.split("id=")[1].split()[0] for line in r2.stdout.splitlines()
-                                           if "id=" in line]
+    assert [a.info["id"] for a in sel] == [
+        line.split("id=")[1].split()[0] for line in r2.stdout.splitlines() if "id=" in line
+    ]
     bad = cli("dft-select", src, "--bins", "0:0.1")
     assert bad.returncode == 2 and "lo:hi:quota" in bad.stderr
     nohull = tmp_path / "nohull.extxyz"
@@ -256,8 +261,19 @@ def _make_vasp_dir(tmp_path, phase, cli, n=3):
     frames = _pool(phase, [0.0] * n)
     src = tmp_path / "in.extxyz"
     write_frames(frames, str(src))
-    r = cli("dft-select", src, "--write-vasp", tmp_path / "vasp", "--slurm-max-parallel", "2",
-            "--sbatch=--partition=cpu", "--incar", "NCORE=4", "-o", tmp_path / "sel.extxyz")
+    r = cli(
+        "dft-select",
+        src,
+        "--write-vasp",
+        tmp_path / "vasp",
+        "--slurm-max-parallel",
+        "2",
+        "--sbatch=--partition=cpu",
+        "--incar",
+        "NCORE=4",
+        "-o",
+        tmp_path / "sel.extxyz",
+    )
     assert r.returncode == 0, r.stderr
     return tmp_path / "vasp"
 

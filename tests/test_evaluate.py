@@ -108,8 +108,10 @@ def test_chgnet_errors_on_nequip_lips_equal_a_direct_chgnet_computation(shared_d
     from cscli.core.models import load_calculator
 
     frames = read_frames(str(shared_data / NEQUIP))[:3]
-    report = evaluate_model(load_calculator("chgnet", device="cpu"),
-                            (a for i, a in enumerate(iter_frames(str(shared_data / NEQUIP))) if i < 3))
+    report = evaluate_model(
+        load_calculator("chgnet", device="cpu"),
+        (a for i, a in enumerate(iter_frames(str(shared_data / NEQUIP))) if i < 3),
+    )
     direct = CHGNetCalculator(use_device="cpu")
     df, de = [], []
     for atoms in frames:
@@ -121,8 +123,12 @@ def test_chgnet_errors_on_nequip_lips_equal_a_direct_chgnet_computation(shared_d
     f, e = report["overall"]["forces"], report["overall"]["energy_per_atom"]
     assert f["n"] == df.size == 3 * 83 * 3 and e["n"] == 3
     np.testing.assert_allclose([f["rmse"], f["mae"]], [np.sqrt(np.mean(df**2)), np.mean(np.abs(df))], rtol=1e-5)
-    np.testing.assert_allclose([e["rmse"], e["mean_error"], e["std_error"]],
-                               [np.sqrt(np.mean(de**2)), np.mean(de), np.std(de)], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        [e["rmse"], e["mean_error"], e["std_error"]],
+        [np.sqrt(np.mean(de**2)), np.mean(de), np.std(de)],
+        rtol=1e-4,
+        atol=1e-6,
+    )
     assert list(report["per_composition"]) == ["Li27P12S44"]
     # energies: a constant offset vs VASP-PBE dominates; the offset-free spread is small
     assert np.std(de) < 0.05 < np.sqrt(np.mean(de**2))

@@ -107,13 +107,18 @@ def test_deepmd_systems_read_back_by_deepmd(shared_data, tmp_path):
         if k == 1:
             assert test["find_virial"] == 1.0
             for i, atoms in enumerate(expected):
-                want = np.array(json.loads(atoms.info["virial_eV"]) if isinstance(atoms.info["virial_eV"], str)
-                                else atoms.info["virial_eV"], dtype=float).reshape(9)
+                want = np.array(
+                    json.loads(atoms.info["virial_eV"])
+                    if isinstance(atoms.info["virial_eV"], str)
+                    else atoms.info["virial_eV"],
+                    dtype=float,
+                ).reshape(9)
                 np.testing.assert_allclose(test["virial"][i], want, rtol=1e-6)
         else:
             assert test["find_virial"] == 0.0  # NequIP LiPS has no stress: no virial.npy
-    np.testing.assert_allclose(test["virial"][0], np.asarray(li2s[0].info["virial_eV"], dtype=float).reshape(9),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        test["virial"][0], np.asarray(li2s[0].info["virial_eV"], dtype=float).reshape(9), rtol=1e-6
+    )
 
 
 def test_stress_becomes_virial_and_reads_back(tmp_path, phase):
@@ -187,8 +192,13 @@ def test_learning_rate_schedules_and_their_sums():
     flat = learning_rate_section(Schedule(start_lr=1e-2, stop_lr=1e-2), 300)
     assert learning_rate_sum(flat, 300) == pytest.approx(3.0)
     wsd = learning_rate_section(Schedule(start_lr=1e-2, stop_lr=1e-4, lr_schedule="wsd"), 1000)
-    assert wsd == {"type": "wsd", "start_lr": 1e-2, "stop_lr": 1e-4, "decay_phase_ratio": 0.3,
-                   "decay_type": "inverse_linear"}
+    assert wsd == {
+        "type": "wsd",
+        "start_lr": 1e-2,
+        "stop_lr": 1e-4,
+        "decay_phase_ratio": 0.3,
+        "decay_type": "inverse_linear",
+    }
     # 700 steps at 1e-2, then 300 steps of 1/(t/1e-4 + (1-t)/1e-2): integral ln(100)/(1e4 - 1e2) per unit t
     assert learning_rate_sum(wsd, 1000) == pytest.approx(7.0 + 300 * math.log(100) / 9900, rel=2e-2)
     # the paper's exponential decay, checked against deepmd-kit's own schedule object
@@ -227,8 +237,19 @@ def test_cli_usage_errors(cli, shared_data, tmp_path):
     (tmp_path / "opts.yaml").write_text("valid_fraction: 1.5\nbackend: deepmd\n")
     r = cli("finetune", shared_data / LIPS, "-o", tmp_path / "x", "--config", tmp_path / "opts.yaml", "-q")
     assert r.returncode == 2 and "--valid-fraction must be in [0, 1), got 1.5" in r.stderr
-    r = cli("finetune", shared_data / LIPS, "-o", tmp_path / "x", "--backend", "mattersim", "--init", "x.pth",
-            "--backend-config", tmp_path / "opts.yaml", "-q")
+    r = cli(
+        "finetune",
+        shared_data / LIPS,
+        "-o",
+        tmp_path / "x",
+        "--backend",
+        "mattersim",
+        "--init",
+        "x.pth",
+        "--backend-config",
+        tmp_path / "opts.yaml",
+        "-q",
+    )
     assert r.returncode == 2 and "--backend-config applies to --backend deepmd and sevennet only" in r.stderr
 
 
@@ -237,8 +258,8 @@ def test_cli_usage_errors(cli, shared_data, tmp_path):
 
 def _rmse(model_path, frames):
     """Energy (eV/atom) and force (eV/Å) RMSE of a model file on labelled frames."""
-    from cscli.learn.evaluate import evaluate_model
     from cscli.core.models import load_calculator
+    from cscli.learn.evaluate import evaluate_model
 
     overall = evaluate_model(load_calculator(str(model_path), device="cpu"), frames, per_composition=False)["overall"]
     return overall["energy_per_atom"]["rmse"], overall["forces"]["rmse"]
@@ -263,9 +284,26 @@ def dpa3_run(shared_data, tmp_path_factory, cli):
     write_frames(frames[90:], str(work / "valid.extxyz"))
     runs = {}
     for name, steps in (("untrained", 1), ("trained", TRAIN_STEPS)):
-        r = cli("finetune", work / "train.extxyz", "--valid", work / "valid.extxyz", "-o", work / name,
-                    "--preset", "tiny", "--steps", steps, "--device", "cpu", "--seed", "0", "-q", *SHORT_RUN, env=THREADS,
-                    timeout=1800)
+        r = cli(
+            "finetune",
+            work / "train.extxyz",
+            "--valid",
+            work / "valid.extxyz",
+            "-o",
+            work / name,
+            "--preset",
+            "tiny",
+            "--steps",
+            steps,
+            "--device",
+            "cpu",
+            "--seed",
+            "0",
+            "-q",
+            *SHORT_RUN,
+            env=THREADS,
+            timeout=1800,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         runs[name] = Path(r.stdout.strip())
     return work, runs, frames[90:]
@@ -303,8 +341,22 @@ def test_frozen_dpa3_relaxes_through_cscli_relax(dpa3_run, cli, tmp_path, phase)
     _, runs, _ = dpa3_run
     write_frames([phase("gamma-Li3PS4")], str(tmp_path / "in.extxyz"))
     # the short-trained model's forces are small (~0.01 eV/Å), so ask for a tight fmax to see it move atoms
-    r = cli("relax", tmp_path / "in.extxyz", "--model", runs["trained"], "--device", "cpu", "--steps", "5",
-            "--fmax", "0.0005", "-o", tmp_path / "out.extxyz", "-q", env=THREADS)
+    r = cli(
+        "relax",
+        tmp_path / "in.extxyz",
+        "--model",
+        runs["trained"],
+        "--device",
+        "cpu",
+        "--steps",
+        "5",
+        "--fmax",
+        "0.0005",
+        "-o",
+        tmp_path / "out.extxyz",
+        "-q",
+        env=THREADS,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     (out,) = read_frames(str(tmp_path / "out.extxyz"))
     assert math.isfinite(out.info["energy"]) and out.info["relax_steps"] >= 1
@@ -322,9 +374,23 @@ def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_d
     from cscli.core.frames import write_frames
 
     write_frames(frames[40:60], str(work / "more.extxyz"))
-    r = cli("finetune", work / "more.extxyz", "--valid", work / "valid.extxyz", "-o", work / "ft",
-                "--init", work / "trained" / "model.ckpt.pt", "--steps", "5", "--device", "cpu", "-q",
-                env=THREADS, timeout=1800)
+    r = cli(
+        "finetune",
+        work / "more.extxyz",
+        "--valid",
+        work / "valid.extxyz",
+        "-o",
+        work / "ft",
+        "--init",
+        work / "trained" / "model.ckpt.pt",
+        "--steps",
+        "5",
+        "--device",
+        "cpu",
+        "-q",
+        env=THREADS,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     # the run starts from the trained weights: after 5 steps its forces are much closer to the
     # trained model's than the untrained model's are (forces do not see deepmd's energy-bias update)
@@ -332,8 +398,10 @@ def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_d
     assert "--finetune" in summary["command"] and "--use-pretrain-script" in summary["command"]
     from cscli.core.models import load_calculator
 
-    calcs = {k: load_calculator(str(p), device="cpu") for k, p in
-             (("ft", work / "ft" / "model.pth"), ("trained", runs["trained"]), ("untrained", runs["untrained"]))}
+    calcs = {
+        k: load_calculator(str(p), device="cpu")
+        for k, p in (("ft", work / "ft" / "model.pth"), ("trained", runs["trained"]), ("untrained", runs["untrained"]))
+    }
     forces = {k: [] for k in calcs}
     for atoms in held_out[:3]:
         for k, calc in calcs.items():
@@ -367,19 +435,40 @@ def multitask_checkpoint(shared_data, tmp_path_factory):
     systems = {h: [str(p) for p in write_deepmd_systems(f, work / "data" / h, type_map)] for h, f in data.items()}
     model = dpa3_model(type_map, "tiny")
     inp = {
-        "model": {"shared_dict": {"type_map_all": type_map, "dpa3_descriptor": model["descriptor"]},
-                  "model_dict": {h: {"type_map": "type_map_all", "descriptor": "dpa3_descriptor",
-                                     "fitting_net": dict(model["fitting_net"])} for h in data}},
+        "model": {
+            "shared_dict": {"type_map_all": type_map, "dpa3_descriptor": model["descriptor"]},
+            "model_dict": {
+                h: {
+                    "type_map": "type_map_all",
+                    "descriptor": "dpa3_descriptor",
+                    "fitting_net": dict(model["fitting_net"]),
+                }
+                for h in data
+            },
+        },
         "learning_rate": {"type": "exp", "decay_steps": 5, "start_lr": 1e-2, "stop_lr": 1e-3},
-        "loss_dict": {h: {"type": "ener", "start_pref_e": 0.2, "limit_pref_e": 20, "start_pref_f": 100,
-                          "limit_pref_f": 60} for h in data},
-        "training": {"model_prob": {h: 0.5 for h in data}, "numb_steps": 20, "seed": 1, "disp_freq": 10,
-                     "save_freq": 20,
-                     "data_dict": {h: {"training_data": {"systems": systems[h], "batch_size": 1}} for h in data}},
+        "loss_dict": {
+            h: {"type": "ener", "start_pref_e": 0.2, "limit_pref_e": 20, "start_pref_f": 100, "limit_pref_f": 60}
+            for h in data
+        },
+        "training": {
+            "model_prob": {h: 0.5 for h in data},
+            "numb_steps": 20,
+            "seed": 1,
+            "disp_freq": 10,
+            "save_freq": 20,
+            "data_dict": {h: {"training_data": {"systems": systems[h], "batch_size": 1}} for h in data},
+        },
     }
     (work / "multi.json").write_text(json.dumps(inp))
-    r = subprocess.run([*dp_command(), "--pt", "train", "multi.json", "--skip-neighbor-stat"], cwd=work,
-                       capture_output=True, text=True, env={**os.environ, **THREADS}, timeout=900)
+    r = subprocess.run(
+        [*dp_command(), "--pt", "train", "multi.json", "--skip-neighbor-stat"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **THREADS},
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     models = work / "models"
     models.mkdir()
@@ -422,9 +511,29 @@ def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint
     frames = _frames(shared_data, LIPS)
     write_frames(frames[10:20], str(tmp_path / "train.extxyz"))
     write_frames(frames[90:93], str(tmp_path / "valid.extxyz"))
-    r = cli("finetune", tmp_path / "train.extxyz", "--valid", tmp_path / "valid.extxyz", "-o", tmp_path / "ft",
-                "--init", multitask_checkpoint, "--model-branch", "A", "--steps", "1", "--start-lr", "1e-12",
-                "--stop-lr", "1e-12", "--device", "cpu", "-q", env=THREADS, timeout=900)
+    r = cli(
+        "finetune",
+        tmp_path / "train.extxyz",
+        "--valid",
+        tmp_path / "valid.extxyz",
+        "-o",
+        tmp_path / "ft",
+        "--init",
+        multitask_checkpoint,
+        "--model-branch",
+        "A",
+        "--steps",
+        "1",
+        "--start-lr",
+        "1e-12",
+        "--stop-lr",
+        "1e-12",
+        "--device",
+        "cpu",
+        "-q",
+        env=THREADS,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "--model-branch A" in (tmp_path / "ft" / "summary.json").read_text()
     held_out = frames[90:92]
@@ -434,8 +543,22 @@ def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint
     assert np.abs(f_ft - f_a).max() < 1e-6, np.abs(f_ft - f_a).max()  # measured: ~1e-9
     assert np.abs(f_ft - f_b).max() > 1e-3
     # a head the checkpoint lacks: one line naming the heads it has (deepmd's own exception line)
-    r = cli("finetune", tmp_path / "train.extxyz", "-o", tmp_path / "bad", "--init", multitask_checkpoint,
-                "--model-branch", "Z", "--steps", "1", "--device", "cpu", env=THREADS, timeout=900)
+    r = cli(
+        "finetune",
+        tmp_path / "train.extxyz",
+        "-o",
+        tmp_path / "bad",
+        "--init",
+        multitask_checkpoint,
+        "--model-branch",
+        "Z",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        env=THREADS,
+        timeout=900,
+    )
     assert r.returncode == 1
     (line,) = [t for t in r.stderr.splitlines() if "error:" in t]
     assert "ValueError: No model branch or alias named 'Z'. Available branches are ['A', 'B']" in line
@@ -445,16 +568,25 @@ def test_finetune_from_a_multitask_branch_keeps_that_branch(multitask_checkpoint
 @pytest.mark.slow
 def test_mattersim_finetune_lowers_loss_and_loads(shared_data, tmp_path):
     """A small MatterSim M3GNet from scratch, fine-tuned on 16-atom Li3PS4 frames for a few epochs."""
+    from cscli.core.models import detect_backend, load_calculator
     from cscli.learn.finetune import finetune
     from cscli.learn.finetune.mattersim import new_checkpoint
-    from cscli.core.models import detect_backend, load_calculator
 
     frames = _frames(shared_data, PETMAD)
     frames = [a for a in frames if len(a) == 16][:12]
     init = new_checkpoint(tmp_path / "init.pth", seed=0)
     assert detect_backend(init) == "mattersim"
-    summary = finetune(frames[:8], frames[8:], tmp_path / "ms", backend="mattersim", init=str(init), epochs=4,
-                       batch_size=4, lr=2e-3, device="cpu")
+    summary = finetune(
+        frames[:8],
+        frames[8:],
+        tmp_path / "ms",
+        backend="mattersim",
+        init=str(init),
+        epochs=4,
+        batch_size=4,
+        lr=2e-3,
+        device="cpu",
+    )
     from cscli.learn.finetune.data import read_lcurve
 
     curve = read_lcurve(summary["lcurve"])
@@ -507,8 +639,17 @@ def test_mattergen_without_mattergen_says_so(cli, tmp_path, reference_phases):
     for a in frames:
         a.info["e_hull"] = 0.0
     write_frames(frames, str(tmp_path / "in.extxyz"))
-    r = cli("finetune", tmp_path / "in.extxyz", "--backend", "mattergen", "-o", tmp_path / "mg", "--valid-fraction",
-            "0.2", env={"CSCLI_MATTERGEN": str(tmp_path / "no-such-env"), "PATH": "/usr/bin:/bin"})
+    r = cli(
+        "finetune",
+        tmp_path / "in.extxyz",
+        "--backend",
+        "mattergen",
+        "-o",
+        tmp_path / "mg",
+        "--valid-fraction",
+        "0.2",
+        env={"CSCLI_MATTERGEN": str(tmp_path / "no-such-env"), "PATH": "/usr/bin:/bin"},
+    )
     if shutil.which("mattergen-finetune"):
         pytest.skip("MatterGen is installed here")
     assert r.returncode == 1

@@ -99,8 +99,9 @@ def test_stress_reaches_sevenn_in_its_convention(phase):
     from cscli.learn.finetune.sevennet import frame_graph, load_pretrained, parse_init
 
     atoms = phase("gamma-Li3PS4")
-    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.01, 0.0, 1.0]]),
-                   scale_atoms=True)  # a sheared cell: six different stress components
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.02, 0.03, 0.0], [0.0, 0.97, 0.02], [0.01, 0.0, 1.0]]), scale_atoms=True
+    )  # a sheared cell: six different stress components
     atoms.rattle(0.03, seed=1)
     calc = load_calculator("7net-0", device="cpu")
     atoms.calc = calc
@@ -114,8 +115,9 @@ def test_stress_reaches_sevenn_in_its_convention(phase):
     model.set_is_batch_data(True)
     graph = frame_graph(atoms, config["cutoff"])
     out = model(next(iter(DataLoader([graph], batch_size=1))))
-    np.testing.assert_allclose(out[KEY.PRED_STRESS].detach().numpy().ravel(), graph[KEY.STRESS].numpy().ravel(),
-                               atol=2e-6)
+    np.testing.assert_allclose(
+        out[KEY.PRED_STRESS].detach().numpy().ravel(), graph[KEY.STRESS].numpy().ravel(), atol=2e-6
+    )
     np.testing.assert_allclose(float(out[KEY.PRED_TOTAL_ENERGY]), atoms.info["energy"], atol=1e-4)
 
 
@@ -135,8 +137,9 @@ def test_shifted_labels_are_recovered(phase, tmp_path, init):
     constants = {"Li": -0.35, "P": 1.2, "S": 0.6}  # eV per atom
     calc = load_calculator(init, device="cpu")  # 7net-mf-0 -> its PBE head
     frames = []
-    for k, (name, reps) in enumerate([("Li2S", 2), ("Li3P", 1), ("Li2P2S6", 1), ("gamma-Li3PS4", 1), ("Li", 2),
-                                      ("Li2S", 1), ("Li3P", 2)]):
+    for k, (name, reps) in enumerate(
+        [("Li2S", 2), ("Li3P", 1), ("Li2P2S6", 1), ("gamma-Li3PS4", 1), ("Li", 2), ("Li2S", 1), ("Li3P", 2)]
+    ):
         atoms = phase(name).repeat((reps, 1, 1))
         atoms.rattle(0.04, seed=k)
         atoms.calc = calc
@@ -151,9 +154,15 @@ def test_shifted_labels_are_recovered(phase, tmp_path, init):
     summary = finetune(train, valid, tmp_path / "ft", backend="sevennet", **opts)
     fitted = summary["energy_shift"]["per_element_eV"]
     assert summary["energy_shift"]["rank"] == 3
-    np.testing.assert_allclose([fitted[e] for e in "Li P S".split()], [constants[e] for e in "Li P S".split()],
-                               atol=2e-4)
-    assert summary["energy_shift"]["train_rmse_e_after_eV_atom"] < 1e-4 < 0.1 < summary["energy_shift"]["train_rmse_e_before_eV_atom"]
+    np.testing.assert_allclose(
+        [fitted[e] for e in "Li P S".split()], [constants[e] for e in "Li P S".split()], atol=2e-4
+    )
+    assert (
+        summary["energy_shift"]["train_rmse_e_after_eV_atom"]
+        < 1e-4
+        < 0.1
+        < summary["energy_shift"]["train_rmse_e_before_eV_atom"]
+    )
     ft = load_calculator(summary["model"], device="cpu")
     for atoms in valid:  # frames the shift was not fitted on
         a = atoms.copy()
@@ -179,9 +188,31 @@ def short_finetune(shared_data, tmp_path_factory):
     write_frames(frames[:4], str(work / "train.extxyz"))
     held_out = frames[95:97]
     write_frames(held_out, str(work / "valid.extxyz"))
-    r = run_cli("finetune", work / "train.extxyz", "--valid", work / "valid.extxyz", "-o", work / "ft",
-                "--backend", "sevennet", "--init", "7net-0", "--epochs", "1", "--batch-size", "1",
-                "--start-lr", "1e-3", "--device", "cpu", "--seed", "0", "-q", env=THREADS, timeout=1800)
+    r = run_cli(
+        "finetune",
+        work / "train.extxyz",
+        "--valid",
+        work / "valid.extxyz",
+        "-o",
+        work / "ft",
+        "--backend",
+        "sevennet",
+        "--init",
+        "7net-0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--start-lr",
+        "1e-3",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "-q",
+        env=THREADS,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return work, Path(r.stdout.strip()), held_out
 
@@ -194,8 +225,10 @@ def test_short_finetune_beats_zero_shot_on_held_out_frames(short_finetune):
     assert model == work / "ft" / "model.pth" and detect_backend(model) == "sevennet"
     e0, f0 = _errors("7net-0", held_out)
     e1, f1 = _errors(model, held_out)
-    print(f"held-out RMSE zero-shot 7net-0: E {1e3 * e0:.1f} meV/atom F {1e3 * f0:.1f} meV/Å; "
-          f"fine-tuned: E {1e3 * e1:.1f} F {1e3 * f1:.1f}")
+    print(
+        f"held-out RMSE zero-shot 7net-0: E {1e3 * e0:.1f} meV/atom F {1e3 * f0:.1f} meV/Å; "
+        f"fine-tuned: E {1e3 * e1:.1f} F {1e3 * f1:.1f}"
+    )
     assert f1 < f0, (f0, f1)
     # the zero-shot energy is ~57 meV/atom off (7net-0's reference vs VASP here); the fitted shift removes it
     assert e0 > 0.03 and e1 < 0.5 * e0, (e0, e1)
@@ -217,8 +250,20 @@ def test_finetuned_model_relaxes_through_cscli_relax(short_finetune, cli, tmp_pa
     start = phase("gamma-Li3PS4")
     start.rattle(0.05, seed=2)
     write_frames([start], str(tmp_path / "in.extxyz"))
-    r = cli("relax", tmp_path / "in.extxyz", "--model", model, "--device", "cpu", "--steps", "5",
-            "-o", tmp_path / "out.extxyz", "-q", env=THREADS)
+    r = cli(
+        "relax",
+        tmp_path / "in.extxyz",
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--steps",
+        "5",
+        "-o",
+        tmp_path / "out.extxyz",
+        "-q",
+        env=THREADS,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     (out,) = read_frames(str(tmp_path / "out.extxyz"))
     from cscli.core.models import file_digest
@@ -248,6 +293,16 @@ def test_bad_input_is_one_line(cli, shared_data, tmp_path):
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError(\"No module named 'sevenn'\")\n")
     repo = Path(__file__).resolve().parents[1]
-    r = cli("finetune", shared_data / LIPS, "-o", tmp_path / "x", "--backend", "sevennet", "-q",
-            env={"PYTHONPATH": f"{shim.parent}{os.pathsep}{repo}"})
-    assert r.returncode == 1 and "sevenn is not installed" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = cli(
+        "finetune",
+        shared_data / LIPS,
+        "-o",
+        tmp_path / "x",
+        "--backend",
+        "sevennet",
+        "-q",
+        env={"PYTHONPATH": f"{shim.parent}{os.pathsep}{repo}"},
+    )
+    assert r.returncode == 1 and "sevenn is not installed" in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
+        r.stderr
+    )

@@ -106,7 +106,7 @@ def test_reads_cif_and_poscar(shared_data, tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("2\nLattice=\"1 0 0 0 1 0 0 0 1\"\nLi 0 0 0\n", "truncated"),
+        ('2\nLattice="1 0 0 0 1 0 0 0 1"\nLi 0 0 0\n', "truncated"),
         ("x\nfoo\n", "expected an atom count"),
         ('{"symbols": ["Xx"], "positions": [[0,0,0]]}\n', "unknown element"),
         ('{"positions": [[0,0,0]]}\n', "lacks required key 'numbers'"),

@@ -117,7 +117,10 @@ def test_charge_balance_uses_common_oxidation_states():
         assert any(li + q * p == 2 * s for q in (5, 3, -3))
 
 
-@pytest.mark.parametrize("number", [1, 2, 5, 12, 14, 19, 43, 62, 70, 88, 122, 141, 146, 148, 160, 166, 176, 194, 198, 216, 225, 227, 229, 230])
+@pytest.mark.parametrize(
+    "number",
+    [1, 2, 5, 12, 14, 19, 43, 62, 70, 88, 122, 141, 146, 148, 160, 166, 176, 194, 198, 216, 225, 227, 229, 230],
+)
 def test_general_multiplicity_matches_pyxtal_wyckoff_tables(number):
     from pyxtal.symmetry import Group
 
@@ -309,10 +312,14 @@ def test_cli_random_stdout_and_resume(cli, tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("rnd-it0-") == 2
     out = tmp_path / "gen.extxyz"
-    r1 = cli("generate", "--backend", "random", "-s", "Li-P-S", "-n", "2", "--seed", "0", "--max-atoms", "12", "-o", out)
+    r1 = cli(
+        "generate", "--backend", "random", "-s", "Li-P-S", "-n", "2", "--seed", "0", "--max-atoms", "12", "-o", out
+    )
     assert r1.returncode == 0, r1.stderr
     first = read_frames(str(out))
-    r2 = cli("generate", "--backend", "random", "-s", "Li-P-S", "-n", "3", "--seed", "0", "--max-atoms", "12", "-o", out)
+    r2 = cli(
+        "generate", "--backend", "random", "-s", "Li-P-S", "-n", "3", "--seed", "0", "--max-atoms", "12", "-o", out
+    )
     assert r2.returncode == 0, r2.stderr
     assert "2 already done" in r2.stderr
     frames = read_frames(str(out))
@@ -406,8 +413,6 @@ def stand_in(tmp_path, reference_phases):
     """A stand-in mattergen-generate plus its structure pool: 3 Li-P-S phases and 1 Li2O (a leak)."""
     from ase.build import bulk
 
-    from cscli.core.frames import write_frames
-
     pool = [reference_phases[i].copy() for i in range(3)]
     li2o = bulk("Li2O", "fluorite", a=4.61)
     pool.insert(1, li2o)
@@ -431,15 +436,34 @@ def _calls(log):
 
 def test_build_generate_argv_per_condition():
     batches = plan_batches([0.0, 0.03], num=20, batch_size=16, iteration=2, seed=7)
-    assert [(b.e_hull, b.index, b.size, b.seed) for b in batches] == [(0.0, 0, 16, 7), (0.0, 1, 4, 8), (0.03, 0, 16, 9), (0.03, 1, 4, 10)]
-    argv = build_generate_argv(["mattergen-generate"], "/w/b", batches[3], "Li-P-S", 2.0,
-                               pretrained_name="chemical_system_energy_above_hull")
-    assert argv == ["mattergen-generate", "/w/b", "--pretrained-name=chemical_system_energy_above_hull",
-                    "--batch_size=4", "--num_batches=1",
-                    "--properties_to_condition_on={'energy_above_hull':0.03,'chemical_system':'Li-P-S'}",
-                    "--diffusion_guidance_factor=2.0", "--record_trajectories=False", "--seed=10"]
-    argv = build_generate_argv(["conda", "run", "-n", "mg", "mattergen-generate"], "/w/c",
-                               Batch(0, 0.06, 0, 8, None), "Li-P-S", 1.5, model_path="/ckpt/lips")
+    assert [(b.e_hull, b.index, b.size, b.seed) for b in batches] == [
+        (0.0, 0, 16, 7),
+        (0.0, 1, 4, 8),
+        (0.03, 0, 16, 9),
+        (0.03, 1, 4, 10),
+    ]
+    argv = build_generate_argv(
+        ["mattergen-generate"], "/w/b", batches[3], "Li-P-S", 2.0, pretrained_name="chemical_system_energy_above_hull"
+    )
+    assert argv == [
+        "mattergen-generate",
+        "/w/b",
+        "--pretrained-name=chemical_system_energy_above_hull",
+        "--batch_size=4",
+        "--num_batches=1",
+        "--properties_to_condition_on={'energy_above_hull':0.03,'chemical_system':'Li-P-S'}",
+        "--diffusion_guidance_factor=2.0",
+        "--record_trajectories=False",
+        "--seed=10",
+    ]
+    argv = build_generate_argv(
+        ["conda", "run", "-n", "mg", "mattergen-generate"],
+        "/w/c",
+        Batch(0, 0.06, 0, 8, None),
+        "Li-P-S",
+        1.5,
+        model_path="/ckpt/lips",
+    )
     assert argv[:6] == ["conda", "run", "-n", "mg", "mattergen-generate", "/w/c"]
     assert "--model_path=/ckpt/lips" in argv and "--diffusion_guidance_factor=1.5" in argv
     assert not any(a.startswith("--seed") for a in argv)
@@ -484,8 +508,28 @@ def test_mattergen_streams_tags_and_refilters(cli, stand_in, tmp_path):
     prog, env, log = stand_in
     out = tmp_path / "mg.extxyz"
     env = dict(env, STAND_IN_WATCH=str(out))
-    res = cli("generate", "--backend", "mattergen", "--mattergen-command", str(prog), "-s", "Li-P-S", "--e-hull", "0,0.05",
-              "-n", "6", "--batch-size", "4", "--seed", "11", "--iteration", "1", "-o", out, env=env)
+    res = cli(
+        "generate",
+        "--backend",
+        "mattergen",
+        "--mattergen-command",
+        str(prog),
+        "-s",
+        "Li-P-S",
+        "--e-hull",
+        "0,0.05",
+        "-n",
+        "6",
+        "--batch-size",
+        "4",
+        "--seed",
+        "11",
+        "--iteration",
+        "1",
+        "-o",
+        out,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     calls = _calls(log)
     assert len(calls) == 4  # 2 targets x ceil(6/4) batches
@@ -502,19 +546,41 @@ def test_mattergen_streams_tags_and_refilters(cli, stand_in, tmp_path):
         assert set(a.get_chemical_symbols()) <= {"Li", "P", "S"}
         assert a.info["generator"] == "mattergen" and a.info["iteration"] == 1
         assert a.info["chemical_system"] == "Li-P-S" and a.info["e_hull_target"] in (0.0, 0.05)
-        assert a.info["id"].startswith(f"mg-it1-eh{'0' if a.info['e_hull_target'] == 0 else '0.05'}-b{a.info['batch']}-")
+        assert a.info["id"].startswith(
+            f"mg-it1-eh{'0' if a.info['e_hull_target'] == 0 else '0.05'}-b{a.info['batch']}-"
+        )
     assert len({a.info["id"] for a in frames}) == len(frames)
-    assert calls[0]["argv"][1:] == ["--pretrained-name=chemical_system_energy_above_hull", "--batch_size=4",
-                                    "--num_batches=1",
-                                    "--properties_to_condition_on={'energy_above_hull':0.0,'chemical_system':'Li-P-S'}",
-                                    "--diffusion_guidance_factor=2.0", "--record_trajectories=False", "--seed=11"]
+    assert calls[0]["argv"][1:] == [
+        "--pretrained-name=chemical_system_energy_above_hull",
+        "--batch_size=4",
+        "--num_batches=1",
+        "--properties_to_condition_on={'energy_above_hull':0.0,'chemical_system':'Li-P-S'}",
+        "--diffusion_guidance_factor=2.0",
+        "--record_trajectories=False",
+        "--seed=11",
+    ]
 
 
 def test_mattergen_resume_after_crash(cli, stand_in, tmp_path):
     prog, env, log = stand_in
     out = tmp_path / "mg.extxyz"
-    args = ["generate", "--backend", "mattergen", "-s", "Li-P-S", "--e-hull", "0.0", "-n", "12", "--batch-size", "4",
-            "--seed", "0", "-o", out]
+    args = [
+        "generate",
+        "--backend",
+        "mattergen",
+        "-s",
+        "Li-P-S",
+        "--e-hull",
+        "0.0",
+        "-n",
+        "12",
+        "--batch-size",
+        "4",
+        "--seed",
+        "0",
+        "-o",
+        out,
+    ]
     crash = cli(*args, env=dict(env, CSCLI_MATTERGEN_CMD=str(prog), STAND_IN_FAIL_ON_CALL="3"))
     assert crash.returncode == 1
     assert "MatterGen failed on batch it0-eh0-b2" in crash.stderr and "CUDA out of memory" in crash.stderr
@@ -531,39 +597,101 @@ def test_mattergen_resume_after_crash(cli, stand_in, tmp_path):
 
 
 def test_mattergen_missing_program_and_checkpoint(cli, tmp_path, stand_in):
-    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1",
-              "--mattergen-command", str(tmp_path / "no-such-mattergen"))
+    res = cli(
+        "generate",
+        "--backend",
+        "mattergen",
+        "-s",
+        "Li-P-S",
+        "-n",
+        "1",
+        "--mattergen-command",
+        str(tmp_path / "no-such-mattergen"),
+    )
     assert res.returncode == 1
     assert "not found" in res.stderr and "--mattergen-command" in res.stderr and "Traceback" not in res.stderr
     with pytest.raises(ModelError, match="not found"):
         check_program(["definitely-not-a-mattergen-binary"])
     prog, env, _ = stand_in
-    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1", "--mattergen-command", str(prog),
-              "--model-path", str(tmp_path / "no-ckpt"), env=env)
+    res = cli(
+        "generate",
+        "--backend",
+        "mattergen",
+        "-s",
+        "Li-P-S",
+        "-n",
+        "1",
+        "--mattergen-command",
+        str(prog),
+        "--model-path",
+        str(tmp_path / "no-ckpt"),
+        env=env,
+    )
     assert res.returncode == 1 and "checkpoint folder" in res.stderr and "does not exist" in res.stderr
     empty = tmp_path / "empty_model"
     empty.mkdir()
-    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "-n", "1", "--mattergen-command", str(prog),
-              "--model-path", str(empty), env=env)
+    res = cli(
+        "generate",
+        "--backend",
+        "mattergen",
+        "-s",
+        "Li-P-S",
+        "-n",
+        "1",
+        "--mattergen-command",
+        str(prog),
+        "--model-path",
+        str(empty),
+        env=env,
+    )
     assert res.returncode == 1 and "not a MatterGen model folder" in res.stderr
 
 
 def test_backend_auto_falls_back_to_random(cli, tmp_path):
-    res = cli("generate", "-s", "Li-P-S", "-n", "1", "--seed", "0", "--max-atoms", "10",
-              env={"CSCLI_MATTERGEN_CMD": str(tmp_path / "absent")})
+    res = cli(
+        "generate",
+        "-s",
+        "Li-P-S",
+        "-n",
+        "1",
+        "--seed",
+        "0",
+        "--max-atoms",
+        "10",
+        env={"CSCLI_MATTERGEN_CMD": str(tmp_path / "absent")},
+    )
     assert res.returncode == 0, res.stderr
     assert "backend random" in res.stderr and "rnd-it0-0" in res.stdout
 
 
-@pytest.mark.skipif(not (os.environ.get("CSCLI_MATTERGEN_CMD") and os.environ.get("CSCLI_TEST_MATTERGEN_MODEL")),
-                    reason="real MatterGen run needs CSCLI_MATTERGEN_CMD (the mattergen-generate command) and "
-                           "CSCLI_TEST_MATTERGEN_MODEL (a model folder or a pretrained name in the local HF cache)")
+@pytest.mark.skipif(
+    not (os.environ.get("CSCLI_MATTERGEN_CMD") and os.environ.get("CSCLI_TEST_MATTERGEN_MODEL")),
+    reason="real MatterGen run needs CSCLI_MATTERGEN_CMD (the mattergen-generate command) and "
+    "CSCLI_TEST_MATTERGEN_MODEL (a model folder or a pretrained name in the local HF cache)",
+)
 def test_real_mattergen(cli, tmp_path):  # pragma: no cover - needs MatterGen and a checkpoint
     model = os.environ["CSCLI_TEST_MATTERGEN_MODEL"]
     which = ["--model-path", model] if os.path.isdir(model) else ["--pretrained-name", model]
     out = tmp_path / "mg.extxyz"
-    res = cli("generate", "--backend", "mattergen", "-s", "Li-P-S", "--e-hull", "0.0", "-n", "4", "--batch-size", "4",
-              "--seed", "0", *which, "-o", out, timeout=3600)
+    res = cli(
+        "generate",
+        "--backend",
+        "mattergen",
+        "-s",
+        "Li-P-S",
+        "--e-hull",
+        "0.0",
+        "-n",
+        "4",
+        "--batch-size",
+        "4",
+        "--seed",
+        "0",
+        *which,
+        "-o",
+        out,
+        timeout=3600,
+    )
     assert res.returncode == 0, res.stderr
     frames = read_frames(str(out))
     assert frames and all(set(a.get_chemical_symbols()) <= set(LIPS) for a in frames)
@@ -606,14 +734,29 @@ def test_dataset_csv_round_trip(tmp_path, reference_phases):
 
 
 def test_csv_to_dataset_command(cli, tmp_path, reference_phases):
-    assert csv_to_dataset_command(["conda", "run", "-n", "mg", "mattergen-generate"]) == ["conda", "run", "-n", "mg", "csv-to-dataset"]
+    assert csv_to_dataset_command(["conda", "run", "-n", "mg", "mattergen-generate"]) == [
+        "conda",
+        "run",
+        "-n",
+        "mg",
+        "csv-to-dataset",
+    ]
     assert csv_to_dataset_command(["/opt/mg/bin/mattergen-generate"]) == ["/opt/mg/bin/csv-to-dataset"]
     assert build_csv_to_dataset_argv(["csv-to-dataset"], "d", "lips", "c") == [
-        "csv-to-dataset", "--csv-folder", "d", "--dataset-name", "lips", "--cache-folder", "c"]
+        "csv-to-dataset",
+        "--csv-folder",
+        "d",
+        "--dataset-name",
+        "lips",
+        "--cache-folder",
+        "c",
+    ]
     # CLI path with a stand-in csv-to-dataset that records its arguments
     prog = tmp_path / "bin" / "csv-to-dataset"
     prog.parent.mkdir()
-    prog.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(tmp_path / 'args.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    prog.write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(tmp_path / 'args.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
     prog.chmod(prog.stat().st_mode | stat.S_IEXEC)
     frames = [a.copy() for a in reference_phases[:4]]
     for a in frames:
@@ -621,9 +764,25 @@ def test_csv_to_dataset_command(cli, tmp_path, reference_phases):
     from cscli.core.frames import write_frames
 
     write_frames(frames, str(tmp_path / "lab.extxyz"))
-    res = cli("generate", "--make-dataset", tmp_path / "lab.extxyz", "--dataset-dir", tmp_path / "ds",
-              "--dataset-name", "lips", "--mattergen-command", str(tmp_path / "bin" / "mattergen-generate"))
+    res = cli(
+        "generate",
+        "--make-dataset",
+        tmp_path / "lab.extxyz",
+        "--dataset-dir",
+        tmp_path / "ds",
+        "--dataset-name",
+        "lips",
+        "--mattergen-command",
+        str(tmp_path / "bin" / "mattergen-generate"),
+    )
     assert res.returncode == 0, res.stderr
     args = json.loads((tmp_path / "args.json").read_text())
-    assert args == ["--csv-folder", str(tmp_path / "ds"), "--dataset-name", "lips", "--cache-folder", str(tmp_path / "ds" / "cache")]
+    assert args == [
+        "--csv-folder",
+        str(tmp_path / "ds"),
+        "--dataset-name",
+        "lips",
+        "--cache-folder",
+        str(tmp_path / "ds" / "cache"),
+    ]
     assert (tmp_path / "ds" / "train.csv").exists() and (tmp_path / "ds" / "val.csv").exists()

@@ -11,8 +11,12 @@ from ase import Atoms
 
 def _frame(symbols, energy_per_atom, fid, model=None, a=4.0):
     n = len(Atoms(symbols))
-    atoms = Atoms(symbols, scaled_positions=np.linspace(0, 0.9, n)[:, None] * np.ones(3),
-                  cell=np.eye(3) * a * n ** (1 / 3), pbc=True)
+    atoms = Atoms(
+        symbols,
+        scaled_positions=np.linspace(0, 0.9, n)[:, None] * np.ones(3),
+        cell=np.eye(3) * a * n ** (1 / 3),
+        pbc=True,
+    )
     atoms.info["id"] = fid
     atoms.info["energy"] = energy_per_atom * n
     if model:
@@ -24,8 +28,12 @@ def _frame(symbols, energy_per_atom, fid, model=None, a=4.0):
 def li_s_refs(tmp_path):
     from cscli.core.frames import write_frames
 
-    refs = [_frame("Li", -1.9, "Li"), _frame("S", -4.1, "S"), _frame("Li2S", -4.0, "Li2S"),
-            _frame("LiS2", -3.0, "LiS2-above")]  # above the Li2S-S tie line
+    refs = [
+        _frame("Li", -1.9, "Li"),
+        _frame("S", -4.1, "S"),
+        _frame("Li2S", -4.0, "Li2S"),
+        _frame("LiS2", -3.0, "LiS2-above"),
+    ]  # above the Li2S-S tie line
     path = tmp_path / "refs.extxyz"
     write_frames(refs, str(path))
     return path
@@ -140,15 +148,25 @@ def test_refs_missing_an_element(tmp_path, cli):
 def test_element_outside_references_fails_per_frame(li_s_refs, tmp_path, cli):
     from cscli.core.frames import read_frames, write_frames
 
-    write_frames([_frame("LiS", -3.5, "ok"), _frame("Li3P", -3.3, "has-P"), _frame("S", -4.0, "no-e")],
-                 str(tmp_path / "c.extxyz"))
+    write_frames(
+        [_frame("LiS", -3.5, "ok"), _frame("Li3P", -3.3, "has-P"), _frame("S", -4.0, "no-e")],
+        str(tmp_path / "c.extxyz"),
+    )
     frames = read_frames(str(tmp_path / "c.extxyz"))
     del frames[2].info["energy"]
     write_frames(frames, str(tmp_path / "c.extxyz"))
     res = cli("hull", tmp_path / "c.extxyz", "--refs", li_s_refs, "-o", tmp_path / "o.extxyz")
     assert res.returncode == 1 and "P not in the references" in res.stderr and "no energy" in res.stderr
-    res = cli("hull", tmp_path / "c.extxyz", "--refs", li_s_refs, "-o", tmp_path / "o2.extxyz",
-              "--failed", tmp_path / "bad.extxyz")
+    res = cli(
+        "hull",
+        tmp_path / "c.extxyz",
+        "--refs",
+        li_s_refs,
+        "-o",
+        tmp_path / "o2.extxyz",
+        "--failed",
+        tmp_path / "bad.extxyz",
+    )
     assert res.returncode == 0, res.stderr
     assert [a.info["id"] for a in read_frames(str(tmp_path / "o2.extxyz"))] == ["ok"]
     assert sorted(a.info["id"] for a in read_frames(str(tmp_path / "bad.extxyz"))) == ["has-P", "no-e"]
@@ -157,13 +175,24 @@ def test_element_outside_references_fails_per_frame(li_s_refs, tmp_path, cli):
 def test_mixed_models(tmp_path, cli):
     from cscli.core.frames import read_frames, write_frames
 
-    refs = [_frame("Li", -1.9, "Li", "chgnet"), _frame("S", -4.1, "S", "chgnet"), _frame("Li2S", -4.0, "Li2S", "chgnet")]
+    refs = [
+        _frame("Li", -1.9, "Li", "chgnet"),
+        _frame("S", -4.1, "S", "chgnet"),
+        _frame("Li2S", -4.0, "Li2S", "chgnet"),
+    ]
     write_frames(refs, str(tmp_path / "refs.extxyz"))
     write_frames([_frame("LiS", -3.5, "LiS", "sevennet")], str(tmp_path / "c.extxyz"))
     res = cli("hull", tmp_path / "c.extxyz", "--refs", tmp_path / "refs.extxyz", "-o", tmp_path / "o.extxyz")
     assert res.returncode == 1 and "labelled by sevennet but the references by chgnet" in res.stderr
-    res = cli("hull", tmp_path / "c.extxyz", "--refs", tmp_path / "refs.extxyz", "-o", tmp_path / "o2.extxyz",
-              "--allow-mixed-models")
+    res = cli(
+        "hull",
+        tmp_path / "c.extxyz",
+        "--refs",
+        tmp_path / "refs.extxyz",
+        "-o",
+        tmp_path / "o2.extxyz",
+        "--allow-mixed-models",
+    )
     assert res.returncode == 0 and "warning" in res.stderr
     assert read_frames(str(tmp_path / "o2.extxyz"))[0].info["e_hull"] == pytest.approx(0.525, abs=1e-6)
 

@@ -37,10 +37,16 @@ def broken_frames():
     nan.positions[1, 2] = np.nan
     inf_cell = li_bcc("inf-cell")
     inf_cell.cell[0, 0] = np.inf
-    flat = Atoms("Li2", positions=[[0, 0, 0], [1.5, 1.5, 0]], cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True,
-                 info={"id": "flat-cell", "energy": -3.8})
-    close = Atoms("Li2", positions=[[0, 0, 0], [0.1, 0, 0]], cell=[5, 5, 5], pbc=True,
-                  info={"id": "close-atoms", "energy": -3.8})
+    flat = Atoms(
+        "Li2",
+        positions=[[0, 0, 0], [1.5, 1.5, 0]],
+        cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]],
+        pbc=True,
+        info={"id": "flat-cell", "energy": -3.8},
+    )
+    close = Atoms(
+        "Li2", positions=[[0, 0, 0], [0.1, 0, 0]], cell=[5, 5, 5], pbc=True, info={"id": "close-atoms", "energy": -3.8}
+    )
     return {
         "nan_positions": (nan, "frame nan-pos (#1): non-finite positions"),
         "inf_cell": (inf_cell, "frame inf-cell (#1): non-finite cell"),
@@ -143,10 +149,17 @@ def test_overlap_distance_equals_ase_neighbour_list():
     from ase.neighborlist import neighbor_list
 
     rng = np.random.default_rng(7)
-    cells = [np.diag([4.0, 5.0, 6.0]), [[4, 0, 0], [3.5, 3, 0], [1, 1.5, 4]], [[6, 0, 0], [5.5, 2.0, 0], [0, 0, 5]],
-             np.diag([2.1, 2.3, 2.2])]
-    cases = [(c, True) for c in cells] + [(cells[1], [True, True, False]), (cells[0], [True, False, False]),
-                                          (np.zeros((3, 3)), False)]
+    cells = [
+        np.diag([4.0, 5.0, 6.0]),
+        [[4, 0, 0], [3.5, 3, 0], [1, 1.5, 4]],
+        [[6, 0, 0], [5.5, 2.0, 0], [0, 0, 5]],
+        np.diag([2.1, 2.3, 2.2]),
+    ]
+    cases = [(c, True) for c in cells] + [
+        (cells[1], [True, True, False]),
+        (cells[0], [True, False, False]),
+        (np.zeros((3, 3)), False),
+    ]
     checked = 0
     for cell, pbc in cases:
         for n in (1, 2, 8, 20, 40):  # all cells are thicker than the bound: the KD-tree path
@@ -163,7 +176,9 @@ def test_overlap_distance_equals_ase_neighbour_list():
     assert checked >= 15  # enough overlapping cases for the comparison to mean something
 
 
-@pytest.mark.parametrize("name", PHYSICAL + ["random_bytes", "truncated", "unknown_element", "broken_jsonl", "directory"])
+@pytest.mark.parametrize(
+    "name", PHYSICAL + ["random_bytes", "truncated", "unknown_element", "broken_jsonl", "directory"]
+)
 def test_reader_refuses_each_bad_input(tmp_path, name):
     path, message = write_catalogue(tmp_path)[name]
     with pytest.raises(DataError) as info:
@@ -188,28 +203,50 @@ def test_reader_without_check_yields_broken_frames_for_the_stream(tmp_path):
 # Commands with a model read their input as they go: the broken line 2 of broken.jsonl is reached
 # after the model loaded for line 1, so those three runs are in the slow test below.
 COMMANDS = {
-    "relax": dict(args=["relax", "{BAD}", "-o", "{OUT}", "--model", "7net-0", "--steps", "1", "-q"], stream=True,
-                  skip={"broken_jsonl"}),
+    "relax": dict(
+        args=["relax", "{BAD}", "-o", "{OUT}", "--model", "7net-0", "--steps", "1", "-q"],
+        stream=True,
+        skip={"broken_jsonl"},
+    ),
     "hull": dict(args=["hull", "{BAD}", "--refs", "{REFS}", "-o", "{OUT}", "-q"], stream=True),
     "hull --refs": dict(args=["hull", "{GOOD}", "--refs", "{BAD}", "-o", "{OUT}", "-q"]),
     "sun-filter": dict(args=["sun-filter", "{BAD}", "-o", "{OUT}", "-q"]),
     "sun-filter --refs": dict(args=["sun-filter", "{GOOD}", "--refs", "{BAD}", "-o", "{OUT}", "-q"]),
     "dft-select": dict(args=["dft-select", "{BAD}", "-o", "{OUT}", "-q"]),
     "perturb": dict(args=["perturb", "{BAD}", "-n", "1", "--seed", "0", "-o", "{OUT}", "-q"], stream=True),
-    "label": dict(args=["label", "{BAD}", "-c", "model", "-m", "7net-0", "-o", "{OUT}", "-q"], stream=True,
-                  skip={"broken_jsonl"}),
+    "label": dict(
+        args=["label", "{BAD}", "-c", "model", "-m", "7net-0", "-o", "{OUT}", "-q"], stream=True, skip={"broken_jsonl"}
+    ),
     "entropy-select": dict(args=["entropy-select", "{BAD}", "-n", "1", "-o", "{OUT}", "-q"]),
     # an empty or absent training set is allowed (nothing selected yet)
-    "entropy-select --train": dict(args=["entropy-select", "{GOOD}", "--train", "{BAD}", "-n", "1", "-o", "{OUT}", "-q"],
-                                   skip={"empty"}),
+    "entropy-select --train": dict(
+        args=["entropy-select", "{GOOD}", "--train", "{BAD}", "-n", "1", "-o", "{OUT}", "-q"], skip={"empty"}
+    ),
     "evaluate": dict(args=["evaluate", "{BAD}", "-m", "chgnet", "-o", "{OUT}.json", "-q"], skip={"broken_jsonl"}),
     "finetune": dict(args=["finetune", "{BAD}", "-o", "{OUT}.dir", "-q"]),
     "finetune --valid": dict(args=["finetune", "{GOOD}", "--valid", "{BAD}", "-o", "{OUT}.dir", "-q"]),
     "motifs": dict(args=["motifs", "{BAD}", "-o", "{OUT}", "-q"], stream=True),
     "table": dict(args=["table", "{BAD}"]),
     # an empty --refs file is not refused by generate yet (cli/generate.py reads it with read_frames)
-    "generate --refs": dict(args=["generate", "--backend", "motifs", "-s", "Li-P-S", "-n", "1", "--seed", "0",
-                                  "--refs", "{BAD}", "-o", "{OUT}", "-q"], skip={"empty"}),
+    "generate --refs": dict(
+        args=[
+            "generate",
+            "--backend",
+            "motifs",
+            "-s",
+            "Li-P-S",
+            "-n",
+            "1",
+            "--seed",
+            "0",
+            "--refs",
+            "{BAD}",
+            "-o",
+            "{OUT}",
+            "-q",
+        ],
+        skip={"empty"},
+    ),
 }
 EARLIER = frame_to_text(li_bcc("earlier-run"), "extxyz")
 STREAMING = {"hull", "perturb", "motifs"}  # (without a model) read their input as they go
@@ -271,8 +308,14 @@ def test_every_command_refuses_every_bad_input(tmp_path, cli_batch):
         case, out = _case(tmp_path, command, "-", good, refs, len(cases))
         for name in ("random_bytes", "empty"):
             cases.append({**case, "stdin": str(catalogue[name][0])})
-            expect.append((command, f"stdin {name}", "<stdin>: not a structure file" if name == "random_bytes"
-                           else "no frames in input (stdin: empty)", out))
+            expect.append(
+                (
+                    command,
+                    f"stdin {name}",
+                    "<stdin>: not a structure file" if name == "random_bytes" else "no frames in input (stdin: empty)",
+                    out,
+                )
+            )
     results = cli_batch(cases)
     problems = []
     for (command, name, message, out), r in zip(expect, results):
@@ -328,11 +371,13 @@ def test_stream_commands_fail_a_broken_frame_alone(tmp_path, cli_batch):
         if with_failed:
             assert r.returncode == 0, r.stderr
             assert {a.info["id"] for a in read_frames(str(out) + ".failed.extxyz", check=False)} == {
-                a.info["id"] for a, _ in broken.values()}
+                a.info["id"] for a, _ in broken.values()
+            }
         else:
             assert r.returncode == 1
             assert [line for line in lines if ": error: " in line] == [
-                f"cscli {command}: error: 4 of 5 frames failed (pass --failed FILE to keep them and exit 0)"]
+                f"cscli {command}: error: 4 of 5 frames failed (pass --failed FILE to keep them and exit 0)"
+            ]
 
 
 @pytest.mark.slow
@@ -398,7 +443,8 @@ def test_collect_refuses_bad_run_folders(tmp_path, cli_batch):
     assert r_binary.returncode == 1 and "Traceback" not in r_binary.stderr
     assert "vasprun.xml: not a VASP output file (not UTF-8 text); OUTCAR: not a VASP output file" in r_binary.stderr
     assert [line for line in r_binary.stderr.splitlines() if ": error: " in line] == [
-        "cscli collect: error: nothing could be read from 1 run folder(s)"]
+        "cscli collect: error: nothing could be read from 1 run folder(s)"
+    ]
     assert out.read_text() == EARLIER
 
 
@@ -408,4 +454,7 @@ def test_a_real_process_fails_on_random_bytes(tmp_path, cli):
     for args in (["relax", bad, "--model", "7net-0"], ["evaluate", bad, "-m", "chgnet"]):
         r = cli(*args)
         assert r.returncode == 1, r.stderr
-        assert r.stderr.strip() == f"cscli {args[0]}: error: {bad}: not a structure file (extxyz/jsonl/cif/poscar): not UTF-8 text"
+        assert (
+            r.stderr.strip()
+            == f"cscli {args[0]}: error: {bad}: not a structure file (extxyz/jsonl/cif/poscar): not UTF-8 text"
+        )

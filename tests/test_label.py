@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import missing_prerequisite
 
 from cscli.core.errors import UsageError
 from cscli.core.frames import read_frames, write_frames
 from cscli.dft.label import kpoint_mesh
-from conftest import missing_prerequisite
 
 
 def _gpaw_python():
@@ -67,8 +67,20 @@ def test_gpaw_forces_match_finite_differences(tmp_path, phase, cli):
     src = tmp_path / "in.extxyz"
     write_frames(frames, str(src))
     out = tmp_path / "out.extxyz"
-    args = ("label", src, "-o", out, "--ecut", "250", "--kpt-density", "1.5", "--work-dir", tmp_path / "gpaw",
-            "--gpaw-opt", 'convergence={"energy": 1e-7, "density": 1e-6, "eigenstates": 1e-9}')
+    args = (
+        "label",
+        src,
+        "-o",
+        out,
+        "--ecut",
+        "250",
+        "--kpt-density",
+        "1.5",
+        "--work-dir",
+        tmp_path / "gpaw",
+        "--gpaw-opt",
+        'convergence={"energy": 1e-7, "density": 1e-6, "eigenstates": 1e-9}',
+    )
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     res = {a.info["id"]: a for a in read_frames(str(out))}
@@ -112,8 +124,9 @@ def test_gpaw_stress_matches_strain_derivative(tmp_path):
     from cscli.dft import label as lib
 
     _gpaw_python()
-    settings = lib.GpawSettings(ecut=300, kpt_density=2.0, width=0.1,
-                                convergence={"energy": 1e-7, "density": 1e-6, "eigenstates": 1e-9})
+    settings = lib.GpawSettings(
+        ecut=300, kpt_density=2.0, width=0.1, convergence={"energy": 1e-7, "density": 1e-6, "eigenstates": 1e-9}
+    )
     labeller = lib.gpaw_labeller(settings, str(tmp_path / "gpaw"))
     base = bulk("Li", "bcc", a=3.30)
     shear = np.eye(3)
@@ -132,7 +145,7 @@ def test_gpaw_stress_matches_strain_derivative(tmp_path):
     stress = np.asarray(labelled(np.zeros((3, 3)), "li-0").info["stress"])
     h = 0.004
     derivative = []
-    for (i, j) in ((2, 2), (1, 2)):
+    for i, j in ((2, 2), (1, 2)):
         free = []
         for sign in (1, -1):
             eps = np.zeros((3, 3))
@@ -157,8 +170,20 @@ def test_gpaw_failure_goes_to_failed(tmp_path, phase, cli):
     _gpaw_python()
     src = tmp_path / "in.extxyz"
     write_frames([phase("Li2S")], str(src))
-    r = cli("label", src, "-o", tmp_path / "out.extxyz", "--failed", tmp_path / "bad.extxyz", "--ecut", "200",
-            "--kpt-density", "1", "--gpaw-opt", "no_such_keyword=1")
+    r = cli(
+        "label",
+        src,
+        "-o",
+        tmp_path / "out.extxyz",
+        "--failed",
+        tmp_path / "bad.extxyz",
+        "--ecut",
+        "200",
+        "--kpt-density",
+        "1",
+        "--gpaw-opt",
+        "no_such_keyword=1",
+    )
     assert r.returncode == 0, r.stderr
     (bad,) = read_frames(str(tmp_path / "bad.extxyz"))
     assert "GPAW failed" in bad.info["error"] and "no_such_keyword" in bad.info["error"]
@@ -223,8 +248,8 @@ def test_mlff_oracle_labels_and_shards(tmp_path, phase, cli):
     outs = read_frames(str(out))
     assert [a.info["id"] for a in outs] == [a.info["id"] for a in frames]
     # shards split the ids without overlap (in-process: one model load)
-    from cscli.dft.label import model_labeller
     from cscli.core.stream import Shard, StreamOptions, run_stream
+    from cscli.dft.label import model_labeller
 
     labeller = model_labeller("chgnet", "cpu")
     shard_ids = []

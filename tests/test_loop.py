@@ -42,13 +42,18 @@ def _env(tmp_path):
     shim.mkdir()
     (shim / "cscli").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cscli "$@"\n')
     (shim / "cscli").chmod(0o755)
-    return dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", OMP_NUM_THREADS="1",
-                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return dict(
+        os.environ,
+        PATH=f"{shim}:{os.environ['PATH']}",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(folder): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -111,8 +116,10 @@ def test_two_iterations_resume_after_kill_and_hull_on_earlier_frames(tmp_path):
 
     pd = PhaseDiagram([PDEntry(Composition(a.get_chemical_formula()), a.info["energy"]) for a in refs1])
     hull1 = read_frames(str(it1 / "hull.extxyz"))
-    expected = [pd.get_e_above_hull(PDEntry(Composition(a.get_chemical_formula()), a.info["energy"]),
-                                    allow_negative=True) for a in hull1]
+    expected = [
+        pd.get_e_above_hull(PDEntry(Composition(a.get_chemical_formula()), a.info["energy"]), allow_negative=True)
+        for a in hull1
+    ]
     np.testing.assert_allclose([a.info["e_hull"] for a in hull1], expected, atol=1e-9)
     # iteration 0's candidates are known structures in iteration 1: a copy would not be novel
     assert all(a.info["model"] in model1 for a in hull1)

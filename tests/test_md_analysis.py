@@ -50,8 +50,9 @@ def test_unwrap_recovers_paths(traj):
 def test_msd_fft_equals_direct_average_over_origins():
     rng = np.random.default_rng(3)
     x = np.cumsum(rng.normal(size=(57, 4, 3)), axis=0)
-    direct = np.array([[np.mean(np.sum((x[m:, i] - x[:len(x) - m, i]) ** 2, axis=1)) for m in range(len(x))]
-                       for i in range(4)])
+    direct = np.array(
+        [[np.mean(np.sum((x[m:, i] - x[: len(x) - m, i]) ** 2, axis=1)) for m in range(len(x))] for i in range(4)]
+    )
     assert_allclose(msd_all_origins(x), direct, rtol=1e-9, atol=1e-9)
 
 

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from cscli.props.md_screen import (Filters, MDSettings, filter_reason, make_supercell, parse_fractions, run_md,
-                                   supercell_repeats)
+from cscli.props.md_screen import (
+    Filters,
+    MDSettings,
+    filter_reason,
+    make_supercell,
+    parse_fractions,
+    run_md,
+    supercell_repeats,
+)
 
 
 def argon(compress=1.0):
@@ -101,8 +108,9 @@ def argon_run():
     probe.calc = calc
     from cscli.props.md_screen import _pressure_bar
 
-    settings = MDSettings(temperature=50.0, npt_ps=1.5, nvt_ps=4.0, timestep_fs=5.0, sample_fs=25.0,
-                          pdamp_steps=100, tdamp_steps=20)
+    settings = MDSettings(
+        temperature=50.0, npt_ps=1.5, nvt_ps=4.0, timestep_fs=5.0, sample_fs=25.0, pdamp_steps=100, tdamp_steps=20
+    )
     return atoms, _pressure_bar(probe), run_md(atoms, calc, settings, seed=7)
 
 
@@ -127,7 +135,7 @@ def test_npt_holds_pressure(argon_run):
     assert run.npt_integrator == "IsotropicMTKNPT"
     assert p0 > 3000  # bar: the start is really compressed
     npt = np.flatnonzero(run.phase == 0)
-    second = npt[len(npt) // 2:]
+    second = npt[len(npt) // 2 :]
     p_mean = run.pressures[second].mean()
     assert abs(p_mean - 1.0) < 0.1 * p0  # relaxed to 1 bar on average (instantaneous spread ~400 bar)
     v = np.mean([abs(np.linalg.det(c)) for c in run.cells[second]])
@@ -156,6 +164,7 @@ def _kill_at(n):
     def hook(step):
         if step == n:
             raise Killed(step)
+
     return hook
 
 
@@ -166,8 +175,9 @@ def test_resume_from_checkpoint(tmp_path, kill_step, resume_step, atol):
     continuation is exact; in NPT the barostat restarts its volume coordinate from the saved cell,
     so agreement is to round-off amplified over the remaining 90 steps."""
     atoms, calc = argon()
-    s = MDSettings(temperature=50.0, npt_ps=0.2, nvt_ps=0.4, timestep_fs=5.0, sample_fs=25.0, checkpoint_ps=0.1,
-                   pdamp_steps=100)
+    s = MDSettings(
+        temperature=50.0, npt_ps=0.2, nvt_ps=0.4, timestep_fs=5.0, sample_fs=25.0, checkpoint_ps=0.1, pdamp_steps=100
+    )
     full = run_md(atoms, calc, s, seed=11)
     with pytest.raises(Killed):
         run_md(atoms, calc, s, seed=11, work_dir=tmp_path, on_step=_kill_at(kill_step))
@@ -205,16 +215,30 @@ def test_cli_from_trajectory_lgps(cli, shared_data, tmp_path):
     from ase.io import read
 
     out = tmp_path / "lgps.extxyz"
-    r = cli("md-screen", "--from-trajectory", shared_data / LGPS, "--timestep-fs", 20, "--temperature", 600,
-            "--fit-end-ps", "max", "--plot-dir", tmp_path / "plots", "-o", out)
+    r = cli(
+        "md-screen",
+        "--from-trajectory",
+        shared_data / LGPS,
+        "--timestep-fs",
+        20,
+        "--temperature",
+        600,
+        "--fit-end-ps",
+        "max",
+        "--plot-dir",
+        tmp_path / "plots",
+        "-o",
+        out,
+    )
     assert r.returncode == 0, r.stderr
     frame = read(out)
     assert_allclose(frame.info["md_d_Li"], 1.16084e-06, rtol=1e-3)
     assert_allclose(frame.info["md_sigma_li"], 74.1654, rtol=1e-3)
     assert frame.info["md_sigma_li_err"] > 0
     assert frame.info["md_kinetically_stable"] and not frame.info["md_is_conductor"]
-    assert (tmp_path / "plots" / f"{out.stem.replace('lgps', frame.info['id'])}.png").exists() or \
-        list((tmp_path / "plots").glob("*.png"))
+    assert (tmp_path / "plots" / f"{out.stem.replace('lgps', frame.info['id'])}.png").exists() or list(
+        (tmp_path / "plots").glob("*.png")
+    )
 
 
 def test_cli_bad_inputs(cli, tmp_path, phase):
@@ -271,17 +295,56 @@ def test_beta_li3ps4_end_to_end_7net(cli, phase, tmp_path):
     cands = tmp_path / "beta.extxyz"
     write_frames([beta], str(cands))
     out = tmp_path / "md.extxyz"
-    r = cli("md-screen", cands, "-o", out, "--model", "7net-0", "--min-length", 0, "--temperature", 1000,
-            "--npt-ps", 0.02, "--nvt-ps", 0.1, "--timestep-fs", 2, "--sample-fs", 4, "--analysis-ps", 0.1,
-            "--fit-start-ps", 0.02, "--fit-end-ps", "max", "--seed", 5, "--trajectory-dir", tmp_path / "traj",
-            "--plot-dir", tmp_path / "plots")
+    r = cli(
+        "md-screen",
+        cands,
+        "-o",
+        out,
+        "--model",
+        "7net-0",
+        "--min-length",
+        0,
+        "--temperature",
+        1000,
+        "--npt-ps",
+        0.02,
+        "--nvt-ps",
+        0.1,
+        "--timestep-fs",
+        2,
+        "--sample-fs",
+        4,
+        "--analysis-ps",
+        0.1,
+        "--fit-start-ps",
+        0.02,
+        "--fit-end-ps",
+        "max",
+        "--seed",
+        5,
+        "--trajectory-dir",
+        tmp_path / "traj",
+        "--plot-dir",
+        tmp_path / "plots",
+    )
     assert r.returncode == 0, r.stderr
     (frame,) = read(out, ":")
     info = frame.info
     assert info["md_d_Li"] > info["md_d_S"] and info["md_d_Li"] > info["md_d_P"]
-    for key in ("md_temperature_mean", "md_volume_per_atom_npt", "md_pressure_mean_npt", "md_d_Li_err",
-                "md_sigma_li", "md_sigma_li_err", "md_kinetically_stable", "md_is_conductor", "md_steps", "model",
-                "seed", "md_settings"):
+    for key in (
+        "md_temperature_mean",
+        "md_volume_per_atom_npt",
+        "md_pressure_mean_npt",
+        "md_d_Li_err",
+        "md_sigma_li",
+        "md_sigma_li_err",
+        "md_kinetically_stable",
+        "md_is_conductor",
+        "md_steps",
+        "model",
+        "seed",
+        "md_settings",
+    ):
         assert key in info, key
     assert info["md_steps"] == 60 and info["model"] == "7net-0" and info["seed"] == 5
     assert json.loads(info["md_settings"])["npt"] == "IsotropicMTKNPT"
@@ -296,8 +359,9 @@ def test_beta_li3ps4_end_to_end_7net(cli, phase, tmp_path):
 
     traj = [a for a in read(tmp_path / "traj" / "ref-beta-Li3PS4.extxyz", ":") if a.info["md_phase"] == "nvt"]
     assert len(traj) == 26
-    da = DiffusionAnalyzer.from_structures([AseAtomsAdaptor.get_structure(a) for a in traj], "Li", 1000, 100, 2,
-                                           smoothed="max")
+    da = DiffusionAnalyzer.from_structures(
+        [AseAtomsAdaptor.get_structure(a) for a in traj], "Li", 1000, 100, 2, smoothed="max"
+    )
     assert_allclose(info["md_d_Li"], 50 * da.diffusivity, rtol=1e-5)
     assert_allclose(info["md_sigma_li"], 50 * da.conductivity, rtol=1e-5)
 

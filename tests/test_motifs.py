@@ -271,8 +271,12 @@ def quartz():
     from ase.spacegroup import crystal
 
     # Levien et al. (1980) coordinates, shifted by c*2/3 onto ASE's setting of P3_221's 3a site (x, 0, 2/3)
-    return crystal(["Si", "O"], [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)], spacegroup=154,
-                   cellpar=[4.916, 4.916, 5.405, 90, 90, 120])
+    return crystal(
+        ["Si", "O"],
+        [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)],
+        spacegroup=154,
+        cellpar=[4.916, 4.916, 5.405, 90, 90, 120],
+    )
 
 
 def black_phosphorus():
@@ -296,7 +300,7 @@ def larsen_dimensionality(atoms, settings=None):
 
     structure = AseAtomsAdaptor.get_structure(atoms)
     sg = StructureGraph.from_empty_graph(structure)
-    for u, v, d in bond_graph(atoms, settings).edges(data=True):
+    for _u, _v, d in bond_graph(atoms, settings).edges(data=True):
         sg.add_edge(d["_from"], d["_to"], from_jimage=(0, 0, 0), to_jimage=d["offset"])
     return get_dimensionality_larsen(sg)
 
@@ -558,12 +562,15 @@ def test_cli_resume_after_a_kill_merges_frames_the_catalogue_missed(cli, phase, 
     assert out.read_text().count("motif_names=") == 2
 
 
-@pytest.mark.parametrize("name, formula, n_edges, degrees", [
-    ("S", "S8", 8, {"S": {2: 8}}),  # one 8-membered ring
-    ("P2S5", "P4S10", 16, {"P": {4: 4}, "S": {2: 6, 1: 4}}),  # adamantane cage, 4 terminal S
-    ("P4S3", "P4S3", 9, {"P": {3: 4}, "S": {2: 3}}),  # P3 basal ring, apical P, 3 bridging S
-    ("P", "P4", 6, {"P": {3: 4}}),  # tetrahedron
-])
+@pytest.mark.parametrize(
+    "name, formula, n_edges, degrees",
+    [
+        ("S", "S8", 8, {"S": {2: 8}}),  # one 8-membered ring
+        ("P2S5", "P4S10", 16, {"P": {4: 4}, "S": {2: 6, 1: 4}}),  # adamantane cage, 4 terminal S
+        ("P4S3", "P4S3", 9, {"P": {3: 4}, "S": {2: 3}}),  # P3 basal ring, apical P, 3 bridging S
+        ("P", "P4", 6, {"P": {3: 4}}),  # tetrahedron
+    ],
+)
 def test_molecular_cages_and_rings(phase, name, formula, n_edges, degrees):
     import networkx as nx
 

@@ -30,8 +30,17 @@ def test_fit_qha_reproduces_phonopy_si_arrays_at_0_and_5_gpa(si):
 
     ref, cv, entropy, fe = si
     ev = np.array(ref["ev_vs_v_Si"])
-    fit = fit_qha(ev[:, 0], ev[:, 1], np.arange(0, 2101, 10, dtype=float), fe, cv, entropy,
-                  pressures=[0.0, 5.0], eos="vinet", t_max=1000)
+    fit = fit_qha(
+        ev[:, 0],
+        ev[:, 1],
+        np.arange(0, 2101, 10, dtype=float),
+        fe,
+        cv,
+        entropy,
+        pressures=[0.0, 5.0],
+        eos="vinet",
+        t_max=1000,
+    )
     assert_allclose(fit.temperatures, np.arange(0, 1001, 10))
     t_idx = list(range(0, 101, 10))
     for row in (0, 1):  # P = 0 and 5 GPa: both from the same phonon arrays
@@ -109,8 +118,13 @@ E2E_MIN_LENGTH = 7.0  # Å: a 2x2x2 supercell of the 3-atom Li2S primitive cell 
 def li2s_primitive():
     from ase.spacegroup import crystal
 
-    atoms = crystal(["S", "Li"], [(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225,
-                    cellpar=[5.70, 5.70, 5.70, 90, 90, 90], primitive_cell=True)
+    atoms = crystal(
+        ["S", "Li"],
+        [(0, 0, 0), (0.25, 0.25, 0.25)],
+        spacegroup=225,
+        cellpar=[5.70, 5.70, 5.70, 90, 90, 90],
+        primitive_cell=True,
+    )
     atoms.info["id"] = "li2s"
     return atoms
 
@@ -133,11 +147,13 @@ def direct_phonopy_gibbs(atoms, model, temperatures, pressures):
         work.calc = calc
         FIRE(FrechetCellFilter(work, constant_volume=True), logfile=None).run(fmax=0.001, steps=200)
         energies.append(work.get_potential_energy())
-        unit = PhonopyAtoms(symbols=work.get_chemical_symbols(), cell=np.array(work.cell),
-                            scaled_positions=work.get_scaled_positions())
+        unit = PhonopyAtoms(
+            symbols=work.get_chemical_symbols(), cell=np.array(work.cell), scaled_positions=work.get_scaled_positions()
+        )
         lengths = np.linalg.norm(np.array(work.cell), axis=1)
-        phonon = Phonopy(unit, supercell_matrix=np.diag(np.ceil(E2E_MIN_LENGTH / lengths).astype(int)),
-                         primitive_matrix="P")
+        phonon = Phonopy(
+            unit, supercell_matrix=np.diag(np.ceil(E2E_MIN_LENGTH / lengths).astype(int)), primitive_matrix="P"
+        )
         phonon.generate_displacements(distance=0.01)
         forces = []
         for sc in phonon.supercells_with_displacements:
@@ -165,10 +181,32 @@ def test_cli_qha_matches_direct_phonopy_ase(tmp_path, cli):
     src = tmp_path / "li2s.extxyz"
     write(src, li2s_primitive(), format="extxyz")
     out = tmp_path / "qha.extxyz"
-    res = cli("qha", src, "-o", out, "--model", "7net-0", "--device", "cpu", "--no-prerelax",
-                  "--scales", ",".join(map(str, E2E_SCALES)), "--mesh", ",".join(map(str, E2E_MESH)),
-                  "--min-length", E2E_MIN_LENGTH, "--temperatures", "0:300:50", "--pressures", "0,2",
-                  "--steps", 200, "--plot-dir", tmp_path / "plots", "-q")
+    res = cli(
+        "qha",
+        src,
+        "-o",
+        out,
+        "--model",
+        "7net-0",
+        "--device",
+        "cpu",
+        "--no-prerelax",
+        "--scales",
+        ",".join(map(str, E2E_SCALES)),
+        "--mesh",
+        ",".join(map(str, E2E_MESH)),
+        "--min-length",
+        E2E_MIN_LENGTH,
+        "--temperatures",
+        "0:300:50",
+        "--pressures",
+        "0,2",
+        "--steps",
+        200,
+        "--plot-dir",
+        tmp_path / "plots",
+        "-q",
+    )
     assert res.returncode == 0, res.stderr
     (frame,) = read_frames(str(out))
     gibbs = np.array(info_json(frame, "qha_gibbs_per_atom"))
@@ -201,8 +239,19 @@ def gibbs_model(energy_per_atom, volume_per_atom, t, p):
     return energy_per_atom + p * volume_per_atom / EV_A3_TO_GPA - t * 1e-4 * volume_per_atom / 20.0
 
 
-HULL_PHASES = ("Li", "P", "S", "Li2S", "Li3P", "P4S3", "P2S5", "gamma-Li3PS4", "beta-Li3PS4", "Li4P2S6",
-               "Li2P2S6")  # the small cells of the 16 (the 42-125-atom ones only cost time here)
+HULL_PHASES = (
+    "Li",
+    "P",
+    "S",
+    "Li2S",
+    "Li3P",
+    "P4S3",
+    "P2S5",
+    "gamma-Li3PS4",
+    "beta-Li3PS4",
+    "Li4P2S6",
+    "Li2P2S6",
+)  # the small cells of the 16 (the 42-125-atom ones only cost time here)
 
 
 @pytest.fixture(scope="module")
@@ -217,9 +266,15 @@ def gibbs_phases(phase):
         atoms.calc = calc
         e, v = atoms.get_potential_energy() / len(atoms), atoms.get_volume() / len(atoms)
         atoms.calc = None
-        atoms.info.update(model="7net-0", energy=e * len(atoms), qha_temperatures=GRID_T, qha_pressures=GRID_P,
-                          qha_gibbs_per_atom=[[gibbs_model(e, v, t, p) for p in GRID_P] for t in GRID_T],
-                          e0=e, v0=v)
+        atoms.info.update(
+            model="7net-0",
+            energy=e * len(atoms),
+            qha_temperatures=GRID_T,
+            qha_pressures=GRID_P,
+            qha_gibbs_per_atom=[[gibbs_model(e, v, t, p) for p in GRID_P] for t in GRID_T],
+            e0=e,
+            v0=v,
+        )
         frames.append(atoms)
     return frames
 
@@ -230,8 +285,11 @@ def by_hand_e_hull(refs, frames, t, p):
     from pymatgen.core import Composition
 
     def entry(a):
-        return PDEntry(Composition(a.get_chemical_formula()), len(a) * gibbs_model(a.info["e0"], a.info["v0"], t, p),
-                       name=a.info["id"])
+        return PDEntry(
+            Composition(a.get_chemical_formula()),
+            len(a) * gibbs_model(a.info["e0"], a.info["v0"], t, p),
+            name=a.info["id"],
+        )
 
     diagram = PhaseDiagram([entry(a) for a in refs])
     return {a.info["id"]: diagram.get_decomp_and_e_above_hull(entry(a), allow_negative=True)[1] for a in frames}
@@ -248,8 +306,19 @@ def test_hull_at_equals_pymatgen_by_hand_and_plots(gibbs_phases, tmp_path, cli):
     write(tmp_path / "frames.extxyz", gibbs_phases, format="extxyz")
     for t, p in [(450.0, 1.5), (0.0, 0.0), (300.0, 2.0)]:  # (450, 1.5) lies between grid points
         out, plot = tmp_path / f"hull-{t:g}-{p:g}.extxyz", tmp_path / f"pd-{t:g}-{p:g}.png"
-        res = cli("hull", tmp_path / "frames.extxyz", "--refs", tmp_path / "refs.extxyz", "--at", f"{t:g},{p:g}",
-                  "-o", out, "--plot", plot, "-q")
+        res = cli(
+            "hull",
+            tmp_path / "frames.extxyz",
+            "--refs",
+            tmp_path / "refs.extxyz",
+            "--at",
+            f"{t:g},{p:g}",
+            "-o",
+            out,
+            "--plot",
+            plot,
+            "-q",
+        )
         assert res.returncode == 0, res.stderr
         frames = read_frames(str(out))
         got = {a.info["id"]: a.info["e_hull"] for a in frames}
@@ -298,8 +367,15 @@ def test_hull_at_bad_input(gibbs_phases, tmp_path, cli):
 def emt_settings(scales):
     from cscli.props.qha import QHASettings
 
-    return QHASettings(scales=tuple(scales), temperatures=(0.0, 100.0, 200.0, 300.0), pressures=(0.0,),
-                       min_length=6.0, mesh=(5, 5, 5), steps=0, prerelax=False)
+    return QHASettings(
+        scales=tuple(scales),
+        temperatures=(0.0, 100.0, 200.0, 300.0),
+        pressures=(0.0,),
+        min_length=6.0,
+        mesh=(5, 5, 5),
+        steps=0,
+        prerelax=False,
+    )
 
 
 @pytest.mark.slow
@@ -358,10 +434,12 @@ def test_cli_qha_bad_grids(tmp_path, cli):
     write(src, bulk("Cu", "fcc", a=3.61), format="extxyz")
     out = tmp_path / "out.extxyz"
     out.write_text("")
-    for args, needle in [(["--scales", "0.98:1.02:0.02"], "at least 5"),
-                         (["--temperatures", "300"], "at least two temperatures"),
-                         (["--scales", "1:0.9:0.01"], "LO <= HI"),
-                         (["--mesh", "4,4"], "three positive integers")]:
+    for args, needle in [
+        (["--scales", "0.98:1.02:0.02"], "at least 5"),
+        (["--temperatures", "300"], "at least two temperatures"),
+        (["--scales", "1:0.9:0.01"], "LO <= HI"),
+        (["--mesh", "4,4"], "three positive integers"),
+    ]:
         res = cli("qha", src, "-o", out, *args)
         assert res.returncode == 2, res.stderr
         assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
@@ -391,9 +469,13 @@ def test_gibbs_at_interpolates_and_refuses_untrusted_fits():
     from cscli.props.qha import gibbs_at
 
     atoms = Atoms("Li", cell=[3, 3, 3], pbc=True)
-    atoms.info.update(id="x", qha_temperatures=GRID_T, qha_pressures=GRID_P,
-                      qha_gibbs_per_atom=[[gibbs_model(-1.0, 20.0, t, p) for p in GRID_P] for t in GRID_T],
-                      qha_fit_ok=[[True, True, True], [True, True, True], [True, True, False]])
+    atoms.info.update(
+        id="x",
+        qha_temperatures=GRID_T,
+        qha_pressures=GRID_P,
+        qha_gibbs_per_atom=[[gibbs_model(-1.0, 20.0, t, p) for p in GRID_P] for t in GRID_T],
+        qha_fit_ok=[[True, True, True], [True, True, True], [True, True, False]],
+    )
     assert_allclose(gibbs_at(atoms, 150.0, 0.5), gibbs_model(-1.0, 20.0, 150.0, 0.5), atol=1e-12)
     assert_allclose(gibbs_at(atoms, 600.0, 1.0), gibbs_model(-1.0, 20.0, 600.0, 1.0), atol=1e-12)
     with pytest.raises(FrameError, match="unreliable EOS fit"):

@@ -1,13 +1,10 @@
 """relax and perturb: real models, real numbers, the README pipe."""
 
-import io
-
 import ase.io
 import numpy as np
 import pytest
-from ase.build import bulk
 
-from cscli.core.frames import read_frames, write_frames
+from cscli.core.frames import write_frames
 from cscli.core.models import DEFAULT_MODEL, load_calculator
 from cscli.explore.perturb import mean_spacing, perturb_frame
 from cscli.explore.relax import relax_atoms
@@ -92,7 +89,9 @@ def test_perturb_statistics_follow_the_recipe(phase):
         eps = 0.5 * (eps + eps.T)
         assert np.abs(np.linalg.eigvalsh(eps)).max() == pytest.approx(c.info["perturb_strain"], rel=1e-6)
         assert 0.03 <= c.info["perturb_strain"] <= 0.05
-        assert np.min(ase.geometry.get_distances(c.positions, cell=c.cell, pbc=True)[1][np.triu_indices(len(c), 1)]) >= 0.7
+        assert (
+            np.min(ase.geometry.get_distances(c.positions, cell=c.cell, pbc=True)[1][np.triu_indices(len(c), 1)]) >= 0.7
+        )
     # measured displacements (after removing the affine strain part) have the drawn sigma
     rel = []
     for c in copies:
@@ -127,6 +126,8 @@ def test_readme_pipe_relax_then_perturb(tmp_path, reference_phases, cli):
     frames = ase.io.read(out, index=":")
     assert len(frames) == 6
     assert {f.info["parent_id"] for f in frames} == {"ref-Li2S", "ref-Li"}
-    assert all(f"relax({DEFAULT_MODEL})" in f.info["history"] and "perturb(seed=1)" in f.info["history"] for f in frames)
+    assert all(
+        f"relax({DEFAULT_MODEL})" in f.info["history"] and "perturb(seed=1)" in f.info["history"] for f in frames
+    )
     jsonl = cli("perturb", "-n", "1", "--seed", "1", "--output-format", "jsonl", "-q", input=relax.stdout)
     assert len(jsonl.stdout.strip().splitlines()) == 2

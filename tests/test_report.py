@@ -31,8 +31,9 @@ def _flagged(n, stable, unique, novel, it, e_hull):
     for i in range(n):
         a = Atoms("Li2S", positions=[[0, 0, 0], [1.5, 1.5, 0], [0, 1.5, 1.5]], cell=[4, 4, 4], pbc=True)
         s, u, v = i < stable, i < unique, (n - 1 - i) < novel
-        a.info.update(id=f"it{it}-{i}", iteration=it, is_stable=s, is_unique=u, is_novel=v, is_sun=s and u and v,
-                      e_hull=e_hull[i])
+        a.info.update(
+            id=f"it{it}-{i}", iteration=it, is_stable=s, is_unique=u, is_novel=v, is_sun=s and u and v, e_hull=e_hull[i]
+        )
         out.append(a)
     return out
 
@@ -117,7 +118,12 @@ def test_counts_and_sun_ratios_equal_the_counts(report, loop_dirs):
     for row in report["iterations"]:
         s = expect[row["iteration"]]
         assert (row["generated"], row["relaxed"], row["failed"]) == (s["generated"], len(s["relaxed"]), s["failed"])
-        assert (row["assessed"], row["stable"], row["unique"], row["novel"]) == (s["n"], s["stable"], s["unique"], s["novel"])
+        assert (row["assessed"], row["stable"], row["unique"], row["novel"]) == (
+            s["n"],
+            s["stable"],
+            s["unique"],
+            s["novel"],
+        )
         sun = sum(1 for i in range(s["n"]) if i < s["stable"] and i < s["unique"] and (s["n"] - 1 - i) < s["novel"])
         assert row["sun"] == sun
         for key, count in (("stable", s["stable"]), ("unique", s["unique"]), ("novel", s["novel"]), ("sun", sun)):
@@ -212,13 +218,15 @@ def test_prescreen_precision_recall_f1_daf_equal_a_direct_computation(report, lo
         p, r, f1, daf, rmse = _direct_metrics(s["ff"], s["dft"], 0.1)
         got = row["e_hull_dft_vs_ff"]
         assert got["n"] == 7
-        np.testing.assert_allclose([got["precision"], got["recall"], got["f1"], got["daf"], got["rmse"]],
-                                   [p, r, f1, daf, rmse], rtol=1e-12)
+        np.testing.assert_allclose(
+            [got["precision"], got["recall"], got["f1"], got["daf"], got["rmse"]], [p, r, f1, daf, rmse], rtol=1e-12
+        )
     both_ff = expect[0]["ff"] + expect[1]["ff"]
     both_dft = expect[0]["dft"] + expect[1]["dft"]
     c = report["cumulative"]["e_hull_dft_vs_ff"]
-    np.testing.assert_allclose([c["precision"], c["recall"], c["f1"], c["daf"], c["rmse"]],
-                               _direct_metrics(both_ff, both_dft, 0.1), rtol=1e-12)
+    np.testing.assert_allclose(
+        [c["precision"], c["recall"], c["f1"], c["daf"], c["rmse"]], _direct_metrics(both_ff, both_dft, 0.1), rtol=1e-12
+    )
 
 
 def test_classification_edge_cases():
@@ -237,13 +245,15 @@ def test_converged_flag_follows_the_thresholds(loop_dirs):
     dirs, _ = loop_dirs
     rep, _ = build_report(dirs, Settings(tsne=False, max_dh_dn=1e9, force_rmse_target=1e9, energy_rmse_target=1e9))
     assert rep["converged"]["converged"] is True  # iteration 1 has no new motif
-    rep, _ = build_report(dirs, Settings(tsne=False, entropy=False, max_dh_dn=1e9, force_rmse_target=1e9,
-                                         energy_rmse_target=1e9))
+    rep, _ = build_report(
+        dirs, Settings(tsne=False, entropy=False, max_dh_dn=1e9, force_rmse_target=1e9, energy_rmse_target=1e9)
+    )
     assert rep["converged"]["converged"] is False  # no dH/dN without entropies: not met
     assert rep["converged"]["criteria"]["dH_dN"]["value"] is None
     before = rep["iterations"][1]["errors"]["before"]["forces_rmse"]
-    rep, _ = build_report(dirs, Settings(tsne=False, max_dh_dn=1e9, force_rmse_target=before * 0.999,
-                                         energy_rmse_target=1e9))
+    rep, _ = build_report(
+        dirs, Settings(tsne=False, max_dh_dn=1e9, force_rmse_target=before * 0.999, energy_rmse_target=1e9)
+    )
     assert rep["converged"]["converged"] is False and not rep["converged"]["criteria"]["force_rmse"]["met"]
 
 

@@ -24,8 +24,11 @@ from cscli.core.frames import read_frames, write_frames
 from cscli.core.stream import shard_of
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted(p for p in (REPO / "examples").iterdir()
-                  if p.suffix in (".sh", ".sbatch") and re.search(r"^#SBATCH ", p.read_text(), re.M))
+EXAMPLES = sorted(
+    p
+    for p in (REPO / "examples").iterdir()
+    if p.suffix in (".sh", ".sbatch") and re.search(r"^#SBATCH ", p.read_text(), re.M)
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,12 @@ def slurm():
 
 
 def test_the_sbatch_examples_are_all_found():
-    assert {p.name for p in EXAMPLES} >= {"slurm_relax_array.sh", "label_gpaw_array.sbatch",
-                                          "vasp_array.sbatch", "collect_after_array.sbatch"}
+    assert {p.name for p in EXAMPLES} >= {
+        "slurm_relax_array.sh",
+        "label_gpaw_array.sbatch",
+        "vasp_array.sbatch",
+        "collect_after_array.sbatch",
+    }
 
 
 def _directives_before_first_command(text: str) -> list[str]:
@@ -91,19 +98,21 @@ cscli perturb in.extxyz --shard auto -n 2 --seed 7 -q -o "perturbed.${SLURM_ARRA
 """
 
 
-@pytest.mark.parametrize("array, tasks", [
-    ("0-1", [0, 1]),
-    ("3-5", [3, 4, 5]),  # shard k = task id - first id
-    ("0-4:4", [0, 4]),  # shard k = (task id - first id) / step
-])
+@pytest.mark.parametrize(
+    "array, tasks",
+    [
+        ("0-1", [0, 1]),
+        ("3-5", [3, 4, 5]),  # shard k = task id - first id
+        ("0-4:4", [0, 4]),  # shard k = (task id - first id) / step
+    ],
+)
 def test_array_job_shards_hold_every_frame_once(array, tasks, slurm, tmp_path, reference_phases, cli):
     """--shard auto in a real array: the k-th task of N takes the ids that hash to k, the outputs
     together are the serial run's frames, each exactly once."""
     n = len(tasks)
     write_frames(reference_phases, str(tmp_path / "in.extxyz"))
     (tmp_path / "job.sbatch").write_text(SHARD_JOB)
-    r = sbatch("--wait", f"--array={array}", "--time=5", "--cpus-per-task=1", "job.sbatch",
-               env=slurm, cwd=tmp_path)
+    r = sbatch("--wait", f"--array={array}", "--time=5", "--cpus-per-task=1", "job.sbatch", env=slurm, cwd=tmp_path)
     logs = {p.name: p.read_text() for p in tmp_path.glob("slurm-*.out")}
     assert r.returncode == 0, (r.stderr, logs)
     assert len(logs) == n, logs
@@ -135,8 +144,17 @@ def test_relax_array_example_end_to_end(slurm, tmp_path, reference_phases):
     picked = [next(a for a in small if shard_of(a.info["id"], 2) == k) for k in (0, 1)]
     write_frames(picked, str(tmp_path / "cand.extxyz"))
     env = dict(slurm, CSCLI_MODEL="7net-0")
-    r = sbatch("--wait", "--array=0-1", "--time=10", "--cpus-per-task=1",
-               REPO / "examples" / "slurm_relax_array.sh", "cand.extxyz", env=env, cwd=tmp_path, timeout=600)
+    r = sbatch(
+        "--wait",
+        "--array=0-1",
+        "--time=10",
+        "--cpus-per-task=1",
+        REPO / "examples" / "slurm_relax_array.sh",
+        "cand.extxyz",
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     logs = {p.name: p.read_text() for p in tmp_path.glob("slurm-*.out")}
     assert r.returncode == 0, (r.stderr, logs)
     for k, atoms in enumerate(picked):

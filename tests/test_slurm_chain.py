@@ -46,20 +46,45 @@ def test_chain_of_one_iteration_equals_a_serial_run(tmp_path, cli):
 
     env = cluster_env()
     out = tmp_path / "loop"
-    settings = ["N_GENERATE=3", "GENERATE_OPTS=--charge-balance --max-atoms 8", "MODEL=7net-0",
-                "RELAX_OPTS=--fmax 0.2 --steps 8", "DFT_BINS=-inf:inf:2", "N_PERTURB=1", "LABELLER=model",
-                "LABEL_MODEL=7net-0", f"REFS_RELAXED={reference_phases_path()}", "RELAX_TASKS=2", "LABEL_TASKS=2",
-                "CHAIN_STAGES=generate relax screen label", "SBATCH_OPTS=--time=30 --cpus-per-task=1"]
-    r = subprocess.run(["bash", str(CHAIN / "submit_iteration.sh"), "--out", str(out), "--iteration", "0", *settings],
-                       env=env, capture_output=True, text=True, timeout=120)
+    settings = [
+        "N_GENERATE=3",
+        "GENERATE_OPTS=--charge-balance --max-atoms 8",
+        "MODEL=7net-0",
+        "RELAX_OPTS=--fmax 0.2 --steps 8",
+        "DFT_BINS=-inf:inf:2",
+        "N_PERTURB=1",
+        "LABELLER=model",
+        "LABEL_MODEL=7net-0",
+        f"REFS_RELAXED={reference_phases_path()}",
+        "RELAX_TASKS=2",
+        "LABEL_TASKS=2",
+        "CHAIN_STAGES=generate relax screen label",
+        "SBATCH_OPTS=--time=30 --cpus-per-task=1",
+    ]
+    r = subprocess.run(
+        ["bash", str(CHAIN / "submit_iteration.sh"), "--out", str(out), "--iteration", "0", *settings],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     jobs = dict(re.findall(r"^(\w+): job (\d+)$", r.stderr, re.M))
     assert list(jobs) == ["generate", "relax", "screen", "label"], r.stderr
     last = r.stdout.strip()
     assert last == jobs["label"]
     # wait for the chain: a job that depends on the last stage finishing (in any state)
-    w = sbatch("--wait", f"--dependency=afterany:{last}", "--time=5", "--cpus-per-task=1",
-               f"--output={tmp_path}/wait.out", "--wrap=true", env=env, cwd=tmp_path, timeout=1500)
+    w = sbatch(
+        "--wait",
+        f"--dependency=afterany:{last}",
+        "--time=5",
+        "--cpus-per-task=1",
+        f"--output={tmp_path}/wait.out",
+        "--wrap=true",
+        env=env,
+        cwd=tmp_path,
+        timeout=1500,
+    )
     it = out / "iter_000"
     logs = {p.name: p.read_text()[-1500:] for p in (it / "slurm").glob("*.out")}
     assert w.returncode == 0, (w.stderr, logs)
@@ -74,11 +99,47 @@ def test_chain_of_one_iteration_equals_a_serial_run(tmp_path, cli):
     ser = tmp_path / "serial"
     ser.mkdir()
     steps = [
-        ("generate", "--backend", "random", "-s", "Li-P-S", "-n", "3", "--seed", "0", "--iteration", "0",
-         "--charge-balance", "--max-atoms", "8", "-o", ser / "generated.extxyz"),
-        ("relax", ser / "generated.extxyz", "--model", "7net-0", "--fmax", "0.2", "--steps", "8", "-o", ser / "relaxed.extxyz"),
-        ("label", it / "selected.extxyz", it / "perturbed.extxyz", "-c", "model", "--model", "7net-0",
-         "-o", ser / "labelled.extxyz"),
+        (
+            "generate",
+            "--backend",
+            "random",
+            "-s",
+            "Li-P-S",
+            "-n",
+            "3",
+            "--seed",
+            "0",
+            "--iteration",
+            "0",
+            "--charge-balance",
+            "--max-atoms",
+            "8",
+            "-o",
+            ser / "generated.extxyz",
+        ),
+        (
+            "relax",
+            ser / "generated.extxyz",
+            "--model",
+            "7net-0",
+            "--fmax",
+            "0.2",
+            "--steps",
+            "8",
+            "-o",
+            ser / "relaxed.extxyz",
+        ),
+        (
+            "label",
+            it / "selected.extxyz",
+            it / "perturbed.extxyz",
+            "-c",
+            "model",
+            "--model",
+            "7net-0",
+            "-o",
+            ser / "labelled.extxyz",
+        ),
     ]
     for args in steps:
         s = cli(*args, "-q")

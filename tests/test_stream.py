@@ -11,12 +11,12 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
+from conftest import REPO
 
 from cscli.core.errors import DataError, UsageError
 from cscli.core.frames import read_frames, write_frames
 from cscli.core.log import configure
 from cscli.core.stream import StreamOptions, finish, parse_shard, run_stream, shard_of
-from conftest import REPO
 
 
 def li_frames(n, prefix="li"):
@@ -36,8 +36,12 @@ def test_shards_partition_ids_deterministically():
     assert sum(len(p) for p in parts) == len(ids)
     assert all(150 < len(p) < 350 for p in parts)  # a hash split, not all in one shard
     # independent of order and of the Python process (no PYTHONHASHSEED dependence)
-    out = subprocess.run([sys.executable, "-c", "from cscli.core.stream import shard_of; print(shard_of('gen-7', 4))"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)})
+    out = subprocess.run(
+        [sys.executable, "-c", "from cscli.core.stream import shard_of; print(shard_of('gen-7', 4))"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)},
+    )
     assert int(out.stdout) == shard_of("gen-7", 4)
 
 
@@ -81,7 +85,11 @@ class NaNForLargeCells(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         bad = abs(atoms.cell.lengths()[0] - 3.441) < 1e-6
-        self.results = {"energy": float("nan") if bad else -1.0, "forces": np.zeros((len(atoms), 3)), "stress": np.zeros(6)}
+        self.results = {
+            "energy": float("nan") if bad else -1.0,
+            "forces": np.zeros((len(atoms), 3)),
+            "stress": np.zeros(6),
+        }
 
 
 def test_failing_frame_is_reported_and_run_goes_on(tmp_path, capsys):

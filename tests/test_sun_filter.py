@@ -40,8 +40,18 @@ def test_flags_and_summary(batch, cli):
     from cscli.core.frames import read_frames
 
     tmp, frames, refs = batch
-    res = cli("sun-filter", tmp / "frames.extxyz", "--refs", tmp / "refs.extxyz", "-o", tmp / "out.extxyz",
-              "--report", tmp / "summary.json", "-j", "2")
+    res = cli(
+        "sun-filter",
+        tmp / "frames.extxyz",
+        "--refs",
+        tmp / "refs.extxyz",
+        "-o",
+        tmp / "out.extxyz",
+        "--report",
+        tmp / "summary.json",
+        "-j",
+        "2",
+    )
     assert res.returncode == 0, res.stderr
     out = {a.info["id"]: a.info for a in read_frames(str(tmp / "out.extxyz"))}
     assert list(out) == [a.info["id"] for a in frames]  # all frames, input order
@@ -110,16 +120,32 @@ def test_missing_e_hull(batch, cli, reference_phases):
     res = cli("sun-filter", tmp / "noe.extxyz", "--refs", tmp / "refs.extxyz")
     assert res.returncode == 1
     assert "3 of 12 frames cannot be assessed" in res.stderr and "no e_hull" in res.stderr
-    res = cli("sun-filter", tmp / "noe.extxyz", "--refs", tmp / "refs.extxyz", "--failed", tmp / "bad.extxyz",
-              "-o", tmp / "ok.extxyz")
+    res = cli(
+        "sun-filter",
+        tmp / "noe.extxyz",
+        "--refs",
+        tmp / "refs.extxyz",
+        "--failed",
+        tmp / "bad.extxyz",
+        "-o",
+        tmp / "ok.extxyz",
+    )
     assert res.returncode == 0, res.stderr
     assert len(read_frames(str(tmp / "bad.extxyz"))) == 3 and len(read_frames(str(tmp / "ok.extxyz"))) == 9
     # a NaN e_hull is a frame failure too, not a crash of the batch
     nan = [a.copy() for a in frames]
     nan[0].info["e_hull"] = float("nan")
     write_frames(nan, str(tmp / "nan.extxyz"))
-    res = cli("sun-filter", tmp / "nan.extxyz", "--refs", tmp / "refs.extxyz", "--failed", tmp / "bad2.extxyz",
-              "-o", tmp / "ok2.extxyz")
+    res = cli(
+        "sun-filter",
+        tmp / "nan.extxyz",
+        "--refs",
+        tmp / "refs.extxyz",
+        "--failed",
+        tmp / "bad2.extxyz",
+        "-o",
+        tmp / "ok2.extxyz",
+    )
     assert res.returncode == 0, res.stderr
     (bad,) = read_frames(str(tmp / "bad2.extxyz"))
     assert "e_hull is not finite" in bad.info["error"] and len(read_frames(str(tmp / "ok2.extxyz"))) == 11

@@ -57,8 +57,10 @@ def test_key_value_and_incar_settings():
     from cscli.dft.vasp import incar_settings
 
     kv = KeyValue()
-    pairs = [kv.convert(text, None, None) for text in ("ncore=4", "EDIFF=1e-6", "LREAL=.FALSE.", "ALGO=Fast",
-                                                       'mixer={"beta": 0.05}')]
+    pairs = [
+        kv.convert(text, None, None)
+        for text in ("ncore=4", "EDIFF=1e-6", "LREAL=.FALSE.", "ALGO=Fast", 'mixer={"beta": 0.05}')
+    ]
     assert pairs[-1] == ("mixer", {"beta": 0.05})
     assert incar_settings(pairs[:4]) == {"NCORE": 4, "EDIFF": 1e-6, "LREAL": False, "ALGO": "Fast"}
 
@@ -67,8 +69,12 @@ def test_generate_help_is_grouped_by_backend(cli):
     r = cli("generate", "--help")
     assert r.returncode == 0, r.stderr
     text = r.stdout
-    heads = ["random and motifs backends:", "motifs backend:", "mattergen backend:",
-             "MatterGen fine-tuning data (--make-dataset):"]
+    heads = [
+        "random and motifs backends:",
+        "motifs backend:",
+        "mattergen backend:",
+        "MatterGen fine-tuning data (--make-dataset):",
+    ]
     where = [text.index(h) for h in heads]
     assert where == sorted(where)
     assert where[0] < text.index("--max-atoms") < where[1] < text.index("--anion-distance") < where[2]

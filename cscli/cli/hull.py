@@ -9,13 +9,23 @@ from cscli.cli.options import pass_stream, plot_option, refs_format_option, refs
 
 @click.command("hull")
 @pass_stream("hull")
-@refs_option(required=True, help_text="Reference frames with energies (repeatable): relaxed reference phases, "
-                                     "earlier iterations.")
+@refs_option(
+    required=True,
+    help_text="Reference frames with energies (repeatable): relaxed reference phases, earlier iterations.",
+)
 @refs_format_option
-@click.option("--allow-mixed-models", is_flag=True,
-              help="Go on (with a warning) when frames and references were labelled by different models.")
-@click.option("--at", "at", default=None, metavar="T,p",
-              help="Gibbs hull at temperature T (K) and pressure p (GPa) from the qha_* keys of `cscli qha`.")
+@click.option(
+    "--allow-mixed-models",
+    is_flag=True,
+    help="Go on (with a warning) when frames and references were labelled by different models.",
+)
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="T,p",
+    help="Gibbs hull at temperature T (K) and pressure p (GPa) from the qha_* keys of `cscli qha`.",
+)
 @plot_option("the phase diagram (PNG: stable phases, metastable ones with E_hull < 0.1 eV/atom coloured)")
 def command(frames, settings, refs, refs_format, allow_mixed_models, at, plot_path):
     """E_hull of each frame against reference phases (pymatgen PhaseDiagram).
@@ -49,8 +59,9 @@ def command(frames, settings, refs, refs_format, allow_mixed_models, at, plot_pa
             raise UsageError(f"--at {at!r}: expected T,p (K, GPa), e.g. --at 300,0")
     hull = Hull.from_frames(read_refs(refs, refs_format), allow_mixed=allow_mixed_models, condition=condition)
     log = get_logger()
-    log.info(f"{hull.n_refs} references, {'-'.join(sorted(hull.elements))}, "
-             f"{len(hull.diagram.stable_entries)} on the hull")
+    log.info(
+        f"{hull.n_refs} references, {'-'.join(sorted(hull.elements))}, {len(hull.diagram.stable_entries)} on the hull"
+    )
     warned: set[str] = set()
 
     def process(atoms):

@@ -82,7 +82,9 @@ class LazyGroup(click.Group):
                 raise
             sub = ctx.invoked_subcommand or "cscli"
             first = (str(exc).strip().splitlines() or [""])[0]
-            click.echo(f"cscli {sub}: error: {type(exc).__name__}: {first} (re-run with --debug for the traceback)", err=True)
+            click.echo(
+                f"cscli {sub}: error: {type(exc).__name__}: {first} (re-run with --debug for the traceback)", err=True
+            )
             sys.exit(1)
 
 

@@ -9,24 +9,59 @@ from cscli.cli.options import pass_stream, resolve_seed, seed_option
 
 @click.command("motifs")
 @pass_stream("motifs")
-@click.option("--exclude", default="Li", show_default=True, metavar="EL[,EL...]",
-              help="Cation species left out of the bond graph ('' keeps every atom).")
-@click.option("--cutoff", "cutoffs", multiple=True, metavar="A-B=R",
-              help="Bond cutoff override in Å, e.g. --cutoff P-S=2.4 (repeatable). Defaults: P-S 2.35, "
-                   "S-S 2.20, P-P 2.50; other pairs 1.15 x the sum of covalent radii.")
-@click.option("--catalogue", default=None, metavar="FILE.jsonl",
-              help="Motif catalogue (JSON lines) to merge this run into; motifs not in it are flagged new.")
-@click.option("--export-dir", default=None, metavar="DIR",
-              help="Write each unique finite unit as <name>_<hash>.xyz, centred in a 20 Å box.")
-@click.option("--table", "table_path", default=None, metavar="FILE.tsv",
-              help="Write the motif table as tab-separated text (it is always shown on stderr unless -q).")
-@click.option("--map", "map_path", default=None, metavar="PNG",
-              help="t-SNE map of CrystalNN fingerprints (also writes <stem>.csv); stores info['fingerprint'].")
-@click.option("--color-by", type=click.Choice(["motif", "iteration"]), default="motif", show_default=True,
-              help="Colour the map by dominant motif or by info['iteration'].")
+@click.option(
+    "--exclude",
+    default="Li",
+    show_default=True,
+    metavar="EL[,EL...]",
+    help="Cation species left out of the bond graph ('' keeps every atom).",
+)
+@click.option(
+    "--cutoff",
+    "cutoffs",
+    multiple=True,
+    metavar="A-B=R",
+    help="Bond cutoff override in Å, e.g. --cutoff P-S=2.4 (repeatable). Defaults: P-S 2.35, "
+    "S-S 2.20, P-P 2.50; other pairs 1.15 x the sum of covalent radii.",
+)
+@click.option(
+    "--catalogue",
+    default=None,
+    metavar="FILE.jsonl",
+    help="Motif catalogue (JSON lines) to merge this run into; motifs not in it are flagged new.",
+)
+@click.option(
+    "--export-dir",
+    default=None,
+    metavar="DIR",
+    help="Write each unique finite unit as <name>_<hash>.xyz, centred in a 20 Å box.",
+)
+@click.option(
+    "--table",
+    "table_path",
+    default=None,
+    metavar="FILE.tsv",
+    help="Write the motif table as tab-separated text (it is always shown on stderr unless -q).",
+)
+@click.option(
+    "--map",
+    "map_path",
+    default=None,
+    metavar="PNG",
+    help="t-SNE map of CrystalNN fingerprints (also writes <stem>.csv); stores info['fingerprint'].",
+)
+@click.option(
+    "--color-by",
+    type=click.Choice(["motif", "iteration"]),
+    default="motif",
+    show_default=True,
+    help="Colour the map by dominant motif or by info['iteration'].",
+)
 @click.option("--keep-cations", is_flag=True, help="Fingerprints with the cations kept (default: removed).")
 @seed_option
-def command(frames, settings, exclude, cutoffs, catalogue, export_dir, table_path, map_path, color_by, keep_cations, seed):
+def command(
+    frames, settings, exclude, cutoffs, catalogue, export_dir, table_path, map_path, color_by, keep_cations, seed
+):
     """Find the anion units (P-S graph components) of each frame, name them and count them.
 
     Each output frame gets info['motifs'] (list of {hash, name, count}), info['motif_names'] and
@@ -36,8 +71,16 @@ def command(frames, settings, exclude, cutoffs, catalogue, export_dir, table_pat
     """
     from cscli.core.errors import UsageError
     from cscli.core.log import get_logger
-    from cscli.screen.motifs import Catalogue, MotifSettings, analyze, dominant_motif, export_cluster, format_table, tag_frame
     from cscli.core.stream import add_history, finish, run_stream
+    from cscli.screen.motifs import (
+        Catalogue,
+        MotifSettings,
+        analyze,
+        dominant_motif,
+        export_cluster,
+        format_table,
+        tag_frame,
+    )
 
     excl = tuple(s.strip() for s in exclude.split(",") if s.strip())
     from ase.data import atomic_numbers

@@ -63,13 +63,18 @@ def io_options(func):
 
 
 def shard_option(func):
-    return click.option("--shard", type=ShardType(), default=None,
-                        help="Process only shard i of n (0-based, split by id hash), or 'auto' from SLURM_ARRAY_TASK_ID.")(func)
+    return click.option(
+        "--shard",
+        type=ShardType(),
+        default=None,
+        help="Process only shard i of n (0-based, split by id hash), or 'auto' from SLURM_ARRAY_TASK_ID.",
+    )(func)
 
 
 def no_resume_option(func):
-    return click.option("--no-resume", is_flag=True,
-                        help="Overwrite the output file instead of skipping ids already in it.")(func)
+    return click.option(
+        "--no-resume", is_flag=True, help="Overwrite the output file instead of skipping ids already in it."
+    )(func)
 
 
 def stream_options(func):
@@ -81,8 +86,9 @@ def stream_options(func):
     return io_options(func)
 
 
-def model_option(default: str | None = None,
-                 help_text: str = "Force field: a name (see `cscli models`) or a model file."):
+def model_option(
+    default: str | None = None, help_text: str = "Force field: a name (see `cscli models`) or a model file."
+):
     return click.option("-m", "--model", default=default, show_default=True, metavar="NAME_OR_PATH", help=help_text)
 
 
@@ -96,9 +102,12 @@ def model_options(default: str | None = None):
 
 
 def seed_option(func):
-    return click.option("--seed", type=int, default=None,
-                        help="Random seed: the same seed gives the same output; without it a seed is drawn and "
-                             "recorded in the output.")(func)
+    return click.option(
+        "--seed",
+        type=int,
+        default=None,
+        help="Random seed: the same seed gives the same output; without it a seed is drawn and recorded in the output.",
+    )(func)
 
 
 def stream_settings(command: str, output, output_format, shard, failed, no_resume, quiet, check=True):
@@ -109,8 +118,15 @@ def stream_settings(command: str, output, output_format, shard, failed, no_resum
 
     configure(command, quiet)
     claim_stdout()
-    return StreamOptions(output=output, output_format=output_format, shard=shard, failed=failed,
-                         resume=not no_resume, command=f"cscli {command}", check=check)
+    return StreamOptions(
+        output=output,
+        output_format=output_format,
+        shard=shard,
+        failed=failed,
+        resume=not no_resume,
+        command=f"cscli {command}",
+        check=check,
+    )
 
 
 def input_frames(inputs, input_format, check=True):
@@ -186,8 +202,9 @@ class SectionedCommand(click.Command):
         placed = {name for names in self.sections.values() for name in names}
         by_name = {p.name: p for p in self.get_params(ctx)}
         general = [p for p in self.get_params(ctx) if p.name not in placed]
-        groups = [("Options", general)] + [(title, [by_name[n] for n in names if n in by_name])
-                                           for title, names in self.sections.items()]
+        groups = [("Options", general)] + [
+            (title, [by_name[n] for n in names if n in by_name]) for title, names in self.sections.items()
+        ]
         for title, params in groups:
             rows = [r for r in (p.get_help_record(ctx) for p in params) if r is not None]
             if rows:
@@ -229,8 +246,13 @@ def quiet_option(func):
 
 
 def device_option(func):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                        help="Where the model runs.")(func)
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="Where the model runs.",
+    )(func)
 
 
 def work_dir_option(help_text: str = "Folder for intermediate files (kept; a re-run resumes from them)."):
@@ -238,8 +260,9 @@ def work_dir_option(help_text: str = "Folder for intermediate files (kept; a re-
 
 
 def report_option(func):
-    return click.option("--report", "report_path", default=None, metavar="FILE.json",
-                        help="Write a JSON report of the run here.")(func)
+    return click.option(
+        "--report", "report_path", default=None, metavar="FILE.json", help="Write a JSON report of the run here."
+    )(func)
 
 
 def write_report(report: dict, path: str) -> None:
@@ -267,13 +290,21 @@ def plot_dir_option(what: str = "plots"):
 
 
 def failed_option(func):
-    return click.option("--failed", default=None, metavar="FILE",
-                        help="Write frames that fail (with info['error']) here; the run exits 0.")(func)
+    return click.option(
+        "--failed",
+        default=None,
+        metavar="FILE",
+        help="Write frames that fail (with info['error']) here; the run exits 0.",
+    )(func)
 
 
 def refs_format_option(func):
-    return click.option("--refs-format", type=click.Choice(INPUT_FORMATS), default=None,
-                        help="Format of the --refs files (default: from the extension).")(func)
+    return click.option(
+        "--refs-format",
+        type=click.Choice(INPUT_FORMATS),
+        default=None,
+        help="Format of the --refs files (default: from the extension).",
+    )(func)
 
 
 def refs_option(required: bool = False, help_text: str = "Reference frames (repeatable)."):
@@ -281,20 +312,35 @@ def refs_option(required: bool = False, help_text: str = "Reference frames (repe
 
 
 def input_format_option(func):
-    return click.option("--input-format", type=click.Choice(INPUT_FORMATS), default=None,
-                        help="Input format (default: from the extension, else sniffed).")(func)
+    return click.option(
+        "--input-format",
+        type=click.Choice(INPUT_FORMATS),
+        default=None,
+        help="Input format (default: from the extension, else sniffed).",
+    )(func)
 
 
 def output_format_option(func):
-    return click.option("--output-format", type=click.Choice(OUTPUT_FORMATS), default=None,
-                        help="Output format (default: from the extension, extxyz on stdout).")(func)
+    return click.option(
+        "--output-format",
+        type=click.Choice(OUTPUT_FORMATS),
+        default=None,
+        help="Output format (default: from the extension, extxyz on stdout).",
+    )(func)
 
 
 def command_option(program: str, envvar: str | None = None, help_text: str | None = None, default: str | None = None):
     """``--<program>-command CMD``: how to start an external program (one spelling everywhere)."""
-    return click.option(f"--{program}-command", f"{program.replace('-', '_')}_command", default=default, metavar="CMD",
-                        envvar=envvar, show_envvar=bool(envvar), show_default=default is not None,
-                        help=help_text or f"Command that runs {program}.")
+    return click.option(
+        f"--{program}-command",
+        f"{program.replace('-', '_')}_command",
+        default=default,
+        metavar="CMD",
+        envvar=envvar,
+        show_envvar=bool(envvar),
+        show_default=default is not None,
+        help=help_text or f"Command that runs {program}.",
+    )
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -343,6 +389,13 @@ def config_option(func):
         ctx.default_map = {**(ctx.default_map or {}), **mapped}
         return value
 
-    return click.option("--config", "config_file", default=None, metavar="FILE.yaml", is_eager=True,
-                        expose_value=False, callback=load,
-                        help="YAML file of option values (keys: option names); command-line flags win.")(func)
+    return click.option(
+        "--config",
+        "config_file",
+        default=None,
+        metavar="FILE.yaml",
+        is_eager=True,
+        expose_value=False,
+        callback=load,
+        help="YAML file of option values (keys: option names); command-line flags win.",
+    )(func)

@@ -7,13 +7,30 @@ from cscli.cli.options import RangeFloat, pass_stream, resolve_seed, seed_option
 
 @click.command("perturb")
 @pass_stream("perturb")
-@click.option("-n", "--copies", type=click.IntRange(1), default=5, show_default=True, help="Perturbed copies per frame.")
-@click.option("--sigma", type=RangeFloat(), default="0.08,0.15", show_default=True,
-              help="Displacement σ range in units of a = (V/N)^(1/3); σ is drawn uniformly per copy.")
-@click.option("--strain", type=RangeFloat(), default="0.03,0.05", show_default=True,
-              help="Lattice strain range (largest principal strain, fraction).")
-@click.option("--min-distance", type=float, default=0.7, show_default=True,
-              help="Redraw a copy with two atoms closer than this (Å).")
+@click.option(
+    "-n", "--copies", type=click.IntRange(1), default=5, show_default=True, help="Perturbed copies per frame."
+)
+@click.option(
+    "--sigma",
+    type=RangeFloat(),
+    default="0.08,0.15",
+    show_default=True,
+    help="Displacement σ range in units of a = (V/N)^(1/3); σ is drawn uniformly per copy.",
+)
+@click.option(
+    "--strain",
+    type=RangeFloat(),
+    default="0.03,0.05",
+    show_default=True,
+    help="Lattice strain range (largest principal strain, fraction).",
+)
+@click.option(
+    "--min-distance",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="Redraw a copy with two atoms closer than this (Å).",
+)
 @seed_option
 def command(frames, settings, copies, sigma, strain, min_distance, seed):
     """N perturbed copies of each frame, ids <id>.p<k>, parent_id kept.
@@ -28,8 +45,8 @@ def command(frames, settings, copies, sigma, strain, min_distance, seed):
     Example:
       cscli relax refs.extxyz | cscli perturb -n 3 --seed 1 > perturbed.extxyz
     """
-    from cscli.explore.perturb import copy_ids, perturb_frame
     from cscli.core.stream import add_history, finish, run_stream
+    from cscli.explore.perturb import copy_ids, perturb_frame
 
     seed = resolve_seed(seed)
 

@@ -17,34 +17,106 @@ DEFAULT_SCALES = "0.95:1.05:0.02"
 @click.command("qha")
 @pass_stream("qha")
 @model_options(default=None)
-@click.option("--scales", default=DEFAULT_SCALES, show_default=True, metavar="LO:HI:STEP",
-              help="Lattice scale factors of the relaxed cell (a = s·a0), or a comma list; at least 5.")
-@click.option("--temperatures", default="0:600:10", show_default=True, metavar="LO:HI:STEP",
-              help="Temperatures (K), or a comma list.")
-@click.option("--pressures", default="0,0.5,1,2", show_default=True, metavar="P,...",
-              help="Pressures (GPa), or LO:HI:STEP; all from the same phonon runs.")
-@click.option("--eos", type=click.Choice(["vinet", "birch_murnaghan", "murnaghan"]), default="vinet",
-              show_default=True, help="Equation of state fitted to F(V) at each T.")
-@click.option("--min-length", type=click.FloatRange(0), default=12.0, show_default=True,
-              help="Every supercell lattice length is at least this (Å).")
-@click.option("--mesh", default="20", show_default=True, metavar="L|N,N,N",
-              help="q-mesh: a length (phonopy's mesh length, Å) or three integers.")
-@click.option("--displacement", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
-              help="Finite displacement (Å).")
+@click.option(
+    "--scales",
+    default=DEFAULT_SCALES,
+    show_default=True,
+    metavar="LO:HI:STEP",
+    help="Lattice scale factors of the relaxed cell (a = s·a0), or a comma list; at least 5.",
+)
+@click.option(
+    "--temperatures",
+    default="0:600:10",
+    show_default=True,
+    metavar="LO:HI:STEP",
+    help="Temperatures (K), or a comma list.",
+)
+@click.option(
+    "--pressures",
+    default="0,0.5,1,2",
+    show_default=True,
+    metavar="P,...",
+    help="Pressures (GPa), or LO:HI:STEP; all from the same phonon runs.",
+)
+@click.option(
+    "--eos",
+    type=click.Choice(["vinet", "birch_murnaghan", "murnaghan"]),
+    default="vinet",
+    show_default=True,
+    help="Equation of state fitted to F(V) at each T.",
+)
+@click.option(
+    "--min-length",
+    type=click.FloatRange(0),
+    default=12.0,
+    show_default=True,
+    help="Every supercell lattice length is at least this (Å).",
+)
+@click.option(
+    "--mesh",
+    default="20",
+    show_default=True,
+    metavar="L|N,N,N",
+    help="q-mesh: a length (phonopy's mesh length, Å) or three integers.",
+)
+@click.option(
+    "--displacement",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Finite displacement (Å).",
+)
 @click.option("--no-prerelax", is_flag=True, help="Use the input cell as a0 (no relaxation first).")
-@click.option("--fmax", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True,
-              help="Force threshold of the pre-relaxation and of the fixed-volume relaxations (eV/Å).")
-@click.option("--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps per relaxation.")
-@click.option("--imaginary-tol", type=click.FloatRange(0), default=0.1, show_default=True,
-              help="A lowest mesh frequency below -TOL (THz) marks a volume unstable.")
-@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
-              help="Displaced supercells per model call where the backend batches (SevenNet); 1 = one at a "
-                   "time (faster on CPU, see docs/qha.md).")
-@work_dir_option("Cache of per-volume relaxed cells and force sets; a killed run resumes from it "
-                 "(default: OUTPUT.qha-work beside a file output, none for stdout).")
+@click.option(
+    "--fmax",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.001,
+    show_default=True,
+    help="Force threshold of the pre-relaxation and of the fixed-volume relaxations (eV/Å).",
+)
+@click.option(
+    "--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps per relaxation."
+)
+@click.option(
+    "--imaginary-tol",
+    type=click.FloatRange(0),
+    default=0.1,
+    show_default=True,
+    help="A lowest mesh frequency below -TOL (THz) marks a volume unstable.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Displaced supercells per model call where the backend batches (SevenNet); 1 = one at a "
+    "time (faster on CPU, see docs/qha.md).",
+)
+@work_dir_option(
+    "Cache of per-volume relaxed cells and force sets; a killed run resumes from it "
+    "(default: OUTPUT.qha-work beside a file output, none for stdout)."
+)
 @plot_dir_option("per frame F(V) at several T with the G minimum path, V(T) and α(T)")
-def command(frames, settings, model, device, scales, temperatures, pressures, eos, min_length, mesh, displacement,
-            no_prerelax, fmax, steps, imaginary_tol, batch_size, work_dir, plot_dir):
+def command(
+    frames,
+    settings,
+    model,
+    device,
+    scales,
+    temperatures,
+    pressures,
+    eos,
+    min_length,
+    mesh,
+    displacement,
+    no_prerelax,
+    fmax,
+    steps,
+    imaginary_tol,
+    batch_size,
+    work_dir,
+    plot_dir,
+):
     """Quasi-harmonic Gibbs free energy G(T, p) of each frame.
 
     Per frame: pre-relax (tight --fmax), scale the lattice by each --scales factor, relax ions and
@@ -82,10 +154,21 @@ def command(frames, settings, model, device, scales, temperatures, pressures, eo
         raise UsageError(f"--mesh {mesh!r}: a length (number) or three integers N,N,N") from None
     if isinstance(mesh_value, list) and (len(mesh_value) != 3 or min(mesh_value) < 1):
         raise UsageError(f"--mesh {mesh!r}: three positive integers N,N,N")
-    qset = QHASettings(scales=tuple(parse_grid(scales, "--scales")), temperatures=tuple(parse_grid(temperatures, "--temperatures")),
-                       pressures=tuple(parse_grid(pressures, "--pressures")), eos=eos, min_length=min_length, mesh=mesh_value,
-                       displacement=displacement, prerelax=not no_prerelax, prerelax_fmax=fmax, fmax=fmax, steps=steps,
-                       imaginary_tol=imaginary_tol, batch_size=batch_size)
+    qset = QHASettings(
+        scales=tuple(parse_grid(scales, "--scales")),
+        temperatures=tuple(parse_grid(temperatures, "--temperatures")),
+        pressures=tuple(parse_grid(pressures, "--pressures")),
+        eos=eos,
+        min_length=min_length,
+        mesh=mesh_value,
+        displacement=displacement,
+        prerelax=not no_prerelax,
+        prerelax_fmax=fmax,
+        fmax=fmax,
+        steps=steps,
+        imaginary_tol=imaginary_tol,
+        batch_size=batch_size,
+    )
     qset.check()  # bad grids fail before the model loads
     if work_dir is None and settings.output != "-":
         work_dir = str(Path(settings.output).with_suffix("")) + ".qha-work"

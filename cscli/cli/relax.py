@@ -10,10 +10,14 @@ from cscli.cli.options import model_options, pass_stream
 @model_options(default=None)
 @click.option("--fmax", type=float, default=0.05, show_default=True, help="Force convergence (eV/Å).")
 @click.option("--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps.")
-@click.option("--optimizer", type=click.Choice(["FIRE", "BFGS", "LBFGS"], case_sensitive=False), default="FIRE", show_default=True)
+@click.option(
+    "--optimizer", type=click.Choice(["FIRE", "BFGS", "LBFGS"], case_sensitive=False), default="FIRE", show_default=True
+)
 @click.option("--fix-cell", is_flag=True, help="Relax positions only (default: cell too, FrechetCellFilter).")
 @click.option("--pressure", type=float, default=0.0, show_default=True, help="Hydrostatic pressure (GPa).")
-@click.option("--trajectory-dir", default=None, metavar="DIR", help="Write each relaxation's ASE trajectory to DIR/<id>.traj.")
+@click.option(
+    "--trajectory-dir", default=None, metavar="DIR", help="Write each relaxation's ASE trajectory to DIR/<id>.traj."
+)
 def command(frames, settings, model, device, fmax, steps, optimizer, fix_cell, pressure, trajectory_dir):
     """Relax each frame (positions and cell) and record energy, forces, stress and convergence.
 
@@ -28,8 +32,8 @@ def command(frames, settings, model, device, fmax, steps, optimizer, fix_cell, p
     from pathlib import Path
 
     from cscli.core.models import load_calculator
-    from cscli.explore.relax import relax_atoms
     from cscli.core.stream import add_history, finish, run_stream
+    from cscli.explore.relax import relax_atoms
 
     calc = load_calculator(model, device)
     if trajectory_dir:
@@ -37,8 +41,16 @@ def command(frames, settings, model, device, fmax, steps, optimizer, fix_cell, p
 
     def process(atoms):
         traj = str(Path(trajectory_dir) / f"{atoms.info['id']}.traj") if trajectory_dir else None
-        result = relax_atoms(atoms, calc, fmax=fmax, steps=steps, optimizer=optimizer, fix_cell=fix_cell,
-                             pressure=pressure, trajectory=traj)
+        result = relax_atoms(
+            atoms,
+            calc,
+            fmax=fmax,
+            steps=steps,
+            optimizer=optimizer,
+            fix_cell=fix_cell,
+            pressure=pressure,
+            trajectory=traj,
+        )
         add_history(result, f"relax({calc.cscli_model})")
         return result
 

@@ -4,35 +4,70 @@ from __future__ import annotations
 
 import click
 
-from cscli.cli.options import (config_option, failed_option, io_options, quiet_option, refs_format_option,
-                               refs_option, report_option)
+from cscli.cli.options import (
+    config_option,
+    failed_option,
+    io_options,
+    quiet_option,
+    refs_format_option,
+    refs_option,
+    report_option,
+)
 
 
 @click.command("sun-filter")
 @io_options
-@refs_option(help_text="Known structures (repeatable): reference phases, earlier iterations. Novelty is checked "
-                       "against them; with energies they also give e_hull to frames that lack it. "
-                       "Default: the shipped Li-P-S reference phases (novelty only).")
+@refs_option(
+    help_text="Known structures (repeatable): reference phases, earlier iterations. Novelty is checked "
+    "against them; with energies they also give e_hull to frames that lack it. "
+    "Default: the shipped Li-P-S reference phases (novelty only)."
+)
 @refs_format_option
-@click.option("--e-hull-max", type=float, default=0.1, show_default=True,
-              help="is_stable when e_hull < this (eV/atom).")
+@click.option(
+    "--e-hull-max", type=float, default=0.1, show_default=True, help="is_stable when e_hull < this (eV/atom)."
+)
 @click.option("--only-sun", is_flag=True, help="Write only the S.U.N. frames (default: all frames, flagged).")
 @report_option
-@click.option("--ltol", type=float, default=0.2, show_default=True, help="StructureMatcher fractional length tolerance.")
+@click.option(
+    "--ltol", type=float, default=0.2, show_default=True, help="StructureMatcher fractional length tolerance."
+)
 @click.option("--stol", type=float, default=0.3, show_default=True, help="StructureMatcher site tolerance.")
-@click.option("--angle-tol", type=float, default=5.0, show_default=True, help="StructureMatcher angle tolerance (degrees).")
+@click.option(
+    "--angle-tol", type=float, default=5.0, show_default=True, help="StructureMatcher angle tolerance (degrees)."
+)
 @click.option("--attempt-supercell", is_flag=True, help="StructureMatcher attempt_supercell=True (slower).")
 @click.option("--no-primitive-cell", is_flag=True, help="StructureMatcher primitive_cell=False.")
 @click.option("--no-scale", is_flag=True, help="StructureMatcher scale=False (volumes must match too).")
 @click.option("-j", "--jobs", type=int, default=None, help="Processes (default: all usable cores).")
-@click.option("--allow-mixed-models", is_flag=True,
-              help="Go on (with a warning) when frames and references were labelled by different models.")
+@click.option(
+    "--allow-mixed-models",
+    is_flag=True,
+    help="Go on (with a warning) when frames and references were labelled by different models.",
+)
 @failed_option
 @quiet_option
 @config_option
-def command(inputs, output, input_format, output_format, refs, refs_format, e_hull_max, only_sun, report_path,
-            ltol, stol, angle_tol, attempt_supercell, no_primitive_cell, no_scale, jobs, allow_mixed_models,
-            failed, quiet):
+def command(
+    inputs,
+    output,
+    input_format,
+    output_format,
+    refs,
+    refs_format,
+    e_hull_max,
+    only_sun,
+    report_path,
+    ltol,
+    stol,
+    angle_tol,
+    attempt_supercell,
+    no_primitive_cell,
+    no_scale,
+    jobs,
+    allow_mixed_models,
+    failed,
+    quiet,
+):
     """Flag stable, unique and novel frames (MatterGen's S.U.N. criteria).
 
     Reads the whole batch (uniqueness depends on order: a frame is a duplicate when pymatgen
@@ -45,9 +80,8 @@ def command(inputs, output, input_format, output_format, refs, refs_format, e_hu
       cscli hull relaxed.extxyz --refs refs.extxyz | cscli sun-filter --refs refs.extxyz \\
           --refs iter1.extxyz --only-sun --report sun.json -o sun.extxyz
     """
-    from cscli.cli.options import read_input
+    from cscli.cli.options import read_input, write_report
     from cscli.core.errors import UsageError
-    from cscli.cli.options import write_report
     from cscli.core.frames import FrameWriter
     from cscli.core.log import configure
     from cscli.core.stream import add_history
@@ -63,11 +97,24 @@ def command(inputs, output, input_format, output_format, refs, refs_format, e_hu
     jobs = jobs or default_jobs()
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    options = MatchOptions(ltol=ltol, stol=stol, angle_tol=angle_tol, primitive_cell=not no_primitive_cell,
-                           scale=not no_scale, attempt_supercell=attempt_supercell)
+    options = MatchOptions(
+        ltol=ltol,
+        stol=stol,
+        angle_tol=angle_tol,
+        primitive_cell=not no_primitive_cell,
+        scale=not no_scale,
+        attempt_supercell=attempt_supercell,
+    )
     frames = read_input(inputs, input_format)
-    batch = sun_filter(frames, read_refs(refs, refs_format) if refs else None, options, e_hull_max=e_hull_max,
-                       jobs=jobs, allow_mixed_models=allow_mixed_models, keep_failed=bool(failed))
+    batch = sun_filter(
+        frames,
+        read_refs(refs, refs_format) if refs else None,
+        options,
+        e_hull_max=e_hull_max,
+        jobs=jobs,
+        allow_mixed_models=allow_mixed_models,
+        keep_failed=bool(failed),
+    )
     if batch.failed:
         with FrameWriter(failed, append=True) as writer:
             for atoms, message in batch.failed:

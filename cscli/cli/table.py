@@ -7,7 +7,9 @@ from cscli.cli.options import config_option, input_format_option, inputs_argumen
 
 @click.command("table")
 @inputs_argument
-@click.option("-k", "--keys", default=None, help="Comma-separated keys (default: id,formula,natoms,energy_per_atom,e_hull,...).")
+@click.option(
+    "-k", "--keys", default=None, help="Comma-separated keys (default: id,formula,natoms,energy_per_atom,e_hull,...)."
+)
 @click.option("--tsv", is_flag=True, help="Tab-separated output (for awk, pandas).")
 @input_format_option
 @config_option

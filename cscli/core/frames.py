@@ -223,7 +223,9 @@ def frame_from_dict(record: dict) -> Atoms:
         symbols = record["symbols"] if "symbols" in record else record["numbers"]
         positions = record["positions"]
     except KeyError as exc:
-        raise DataError(f"JSON frame lacks required key {exc.args[0]!r} (needs symbols or numbers, and positions)") from None
+        raise DataError(
+            f"JSON frame lacks required key {exc.args[0]!r} (needs symbols or numbers, and positions)"
+        ) from None
     try:
         atoms = Atoms(symbols=symbols, positions=positions, cell=record.get("cell"), pbc=record.get("pbc", False))
     except (KeyError, ValueError) as exc:
@@ -364,8 +366,10 @@ def iter_frames(path: str = "-", fmt: str | None = None, check: bool = True) -> 
                 return
             fmt = sniff_format(first)
             if fmt is None:
-                raise DataError(f"{src.name}: {NOT_A_STRUCTURE}: cannot tell the format from "
-                                f"{first.strip()[:40]!r}; pass --input-format if it is one")
+                raise DataError(
+                    f"{src.name}: {NOT_A_STRUCTURE}: cannot tell the format from "
+                    f"{first.strip()[:40]!r}; pass --input-format if it is one"
+                )
         lines = src.lines if first is None else _chain([first], src.lines)
         if fmt == "extxyz":
             raw = (_parse_extxyz_block(b, src.name, n) for b, n in _iter_extxyz_blocks(lines, src.name))
@@ -450,8 +454,10 @@ def check_frame(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> Non
         raise FrameError(f"frame {fid}: non-finite cell (NaN or inf)")
     heights = _periodic_heights(atoms)
     if heights.min() < MIN_CELL_HEIGHT:
-        raise FrameError(f"frame {fid}: periodic but the cell has zero volume "
-                         f"({abs(atoms.cell.volume):.3g} Å³; lattice planes {heights.min():.3g} Å apart)")
+        raise FrameError(
+            f"frame {fid}: periodic but the cell has zero volume "
+            f"({abs(atoms.cell.volume):.3g} Å³; lattice planes {heights.min():.3g} Å apart)"
+        )
     dmin = _closest_pair_below(atoms, min_distance, heights)
     if dmin < min_distance:
         raise FrameError(f"frame {fid}: overlapping atoms ({dmin:.3f} Å apart, bound {min_distance} Å)")
@@ -522,7 +528,6 @@ def info_number(atoms: Atoms, key: str, hint: str, error: type[Exception] = Data
 
 def min_interatomic_distance(atoms: Atoms, search: float = 3.0) -> float:
     """Shortest distance between two atoms, periodic images included (inf if none within ``search``)."""
-    import numpy as np
     from ase.neighborlist import neighbor_list
 
     if len(atoms) == 1 and not atoms.pbc.any():
@@ -558,7 +563,9 @@ def frame_to_text(atoms: Atoms, fmt: str) -> str:
 
 def _extxyz_value(value):
     """extxyz has no nested values: store dicts and lists of mixed items as JSON strings."""
-    if isinstance(value, dict) or (isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, str)) for v in value)):
+    if isinstance(value, dict) or (
+        isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, str)) for v in value)
+    ):
         return json.dumps(_to_builtin(value))
     if value is None:
         return "None"
@@ -712,8 +719,9 @@ def scan_output(path: str, fmt: str | None = None, repair: bool = True) -> set[s
     if repair and good_end < size:
         from cscli.core.log import get_logger
 
-        get_logger(__name__).warning(f"{path}: dropping a torn last frame ({size - good_end} bytes) left by an "
-                                     "interrupted run")
+        get_logger(__name__).warning(
+            f"{path}: dropping a torn last frame ({size - good_end} bytes) left by an interrupted run"
+        )
         with open(p, "r+b") as fh:
             fh.truncate(good_end)
     return ids

@@ -41,8 +41,13 @@ DPA3_FILES = ("DPA-3.1-3M.pt", "DPA-3.1-3M.pth", "dpa-3.1-3m.pt", "dpa-3.1-3m.pt
 SEVENNET_NAMES = ("7net-0", "7net-mf-0", "7net-l3i5")
 BACKENDS = ("chgnet", "sevennet", "mattersim", "deepmd", "mace")
 #: the distribution that provides each backend (its version is recorded beside the model name)
-BACKEND_PACKAGES = {"chgnet": "chgnet", "sevennet": "sevenn", "mattersim": "mattersim", "deepmd": "deepmd-kit",
-                    "mace": "mace-torch"}
+BACKEND_PACKAGES = {
+    "chgnet": "chgnet",
+    "sevennet": "sevenn",
+    "mattersim": "mattersim",
+    "deepmd": "deepmd-kit",
+    "mace": "mace-torch",
+}
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,9 @@ def resolve_model(name_or_path: str | None = None) -> ModelSpec:
             )
         return ModelSpec("deepmd", "dpa-3.1-3m" + (f":{head}" if head else ""), str(found), head or None)
     if base.startswith("mace") and not Path(text).exists():
-        raise ModelError(f"{text}: MACE foundation weights download from the internet; pass a local file: --model mace:PATH")
+        raise ModelError(
+            f"{text}: MACE foundation weights download from the internet; pass a local file: --model mace:PATH"
+        )
     path = Path(text)
     if path.exists() or "/" in text or path.suffix:
         return _spec_for_path(text, None)
@@ -196,7 +203,9 @@ def load_calculator(name_or_path: str | None = None, device: str = "auto"):
         with _quiet_stdout():
             calc = _LOADERS[spec.backend](spec, dev)
     except ImportError as exc:
-        raise ModelError(f"{spec.name}: backend {spec.backend!r} is not installed ({exc}); install the cscli[{spec.backend}] extra") from None
+        raise ModelError(
+            f"{spec.name}: backend {spec.backend!r} is not installed ({exc}); install the cscli[{spec.backend}] extra"
+        ) from None
     except (ModelError, UsageError):
         raise
     except Exception as exc:
@@ -293,20 +302,54 @@ _LOADERS = {
 
 def describe_models() -> list[dict]:
     """Each named model, its backend and whether its weights are available here."""
-    rows = [{"name": "chgnet", "backend": "chgnet", "weights": "inside the chgnet wheel", "available": _importable("chgnet")}]
+    rows = [
+        {
+            "name": "chgnet",
+            "backend": "chgnet",
+            "weights": "inside the chgnet wheel",
+            "available": _importable("chgnet"),
+        }
+    ]
     for name in SEVENNET_NAMES:
-        rows.append({"name": name, "backend": "sevennet", "weights": "inside the sevenn wheel", "available": _importable("sevenn")})
+        rows.append(
+            {
+                "name": name,
+                "backend": "sevennet",
+                "weights": "inside the sevenn wheel",
+                "available": _importable("sevenn"),
+            }
+        )
     for name, fname in MATTERSIM_FILES.items():
         found = _find([fname], mattersim_dirs())
-        rows.append({"name": name, "backend": "mattersim", "weights": str(found) if found else f"{fname} in " + ", ".join(map(str, mattersim_dirs())),
-                     "available": bool(found) and _importable("mattersim")})
+        rows.append(
+            {
+                "name": name,
+                "backend": "mattersim",
+                "weights": str(found) if found else f"{fname} in " + ", ".join(map(str, mattersim_dirs())),
+                "available": bool(found) and _importable("mattersim"),
+            }
+        )
     found = _find(DPA3_FILES, model_dirs())
-    rows.append({"name": "dpa3", "backend": "deepmd", "weights": str(found) if found else f"{DPA3_FILES[0]} in " + ", ".join(map(str, model_dirs())),
-                 "available": bool(found) and _importable("deepmd")})
-    rows.append({"name": "mace:PATH", "backend": "mace", "weights": "a local .model file", "available": _importable("mace")})
+    rows.append(
+        {
+            "name": "dpa3",
+            "backend": "deepmd",
+            "weights": str(found) if found else f"{DPA3_FILES[0]} in " + ", ".join(map(str, model_dirs())),
+            "available": bool(found) and _importable("deepmd"),
+        }
+    )
+    rows.append(
+        {"name": "mace:PATH", "backend": "mace", "weights": "a local .model file", "available": _importable("mace")}
+    )
     density = Path(__file__).resolve().parents[1] / "data" / "density_lips.pt"  # cscli density (charge density)
-    rows.append({"name": "density-lips", "backend": "cscli-density", "weights": str(density),
-                 "available": density.is_file() and _importable("e3nn")})
+    rows.append(
+        {
+            "name": "density-lips",
+            "backend": "cscli-density",
+            "weights": str(density),
+            "available": density.is_file() and _importable("e3nn"),
+        }
+    )
     for row in rows:
         row["default"] = row["name"] == DEFAULT_MODEL
     return rows

@@ -55,15 +55,19 @@ def parse_shard(text: str | None) -> Shard | None:
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
         count = os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
-            raise UsageError("--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (run inside an sbatch --array job)")
+            raise UsageError(
+                "--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (run inside an sbatch --array job)"
+            )
         task_min = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
         step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
         offset, n = int(task) - task_min, int(count)
         # --array=0-6:2 numbers tasks 0,2,4,6: shard = (id - min) / step. Gapped lists (--array=0,2)
         # cannot be mapped onto 0..count-1 and would silently drop frames, so they are refused.
         if step < 1 or offset % step or not 0 <= offset // step < n:
-            raise UsageError(f"--shard auto: array task {task} (min {task_min}, step {step}, count {n}) is not "
-                             f"task i of 0..{n - 1}; use a range --array=A-B[:S], or give --shard i/n")
+            raise UsageError(
+                f"--shard auto: array task {task} (min {task_min}, step {step}, count {n}) is not "
+                f"task i of 0..{n - 1}; use a range --array=A-B[:S], or give --shard i/n"
+            )
         return Shard(offset // step, n)
     try:
         i, n = (int(part) for part in text.split("/"))
@@ -129,7 +133,9 @@ class FrameSink:
         self.options = options
         self.summary = StreamSummary()
         to_file = options.output != "-"
-        self.done: set[str] = scan_output(options.output, options.output_format) if to_file and options.resume else set()
+        self.done: set[str] = (
+            scan_output(options.output, options.output_format) if to_file and options.resume else set()
+        )
         self.writer = FrameWriter(options.output, options.output_format, append=to_file and options.resume)
         self._failed_writer = None
 
@@ -241,7 +247,9 @@ def finish(summary: StreamSummary, options: StreamOptions, what: str = "frames")
         raise DataError("no frames in input")
     _log.info(summary_line(summary, options, what))
     if summary.failed and not options.failed:
-        raise DataError(f"{summary.failed} of {summary.read} frames failed (pass --failed FILE to keep them and exit 0)")
+        raise DataError(
+            f"{summary.failed} of {summary.read} frames failed (pass --failed FILE to keep them and exit 0)"
+        )
 
 
 def summary_line(summary: StreamSummary, options: StreamOptions, what: str = "frames") -> str:

@@ -89,8 +89,9 @@ def e_hull_of(atoms: Atoms) -> float:
 # ----------------------------------------------------------------------------- fingerprints
 
 
-def ov_fingerprint(atoms: Atoms, elements: Sequence[str], r_max: float = 6.0, dr: float = 0.05,
-                   sigma: float = 0.05) -> np.ndarray:
+def ov_fingerprint(
+    atoms: Atoms, elements: Sequence[str], r_max: float = 6.0, dr: float = 0.05, sigma: float = 0.05
+) -> np.ndarray:
     """Oganov–Valle fingerprint of a periodic frame, the pair blocks of ``elements`` concatenated.
 
     Each block is ``F_AB(R) - ...`` sampled on ``R = dr/2, 3dr/2, ... < r_max`` with Gaussian
@@ -192,8 +193,13 @@ class BinReport:
     selected: int
 
 
-def select(frames: Sequence[Atoms], bins: Sequence[Bin] = DEFAULT_BINS, method: str = "random",
-           seed: int | None = None, fingerprint: str = "ov") -> tuple[list[int], list[BinReport]]:
+def select(
+    frames: Sequence[Atoms],
+    bins: Sequence[Bin] = DEFAULT_BINS,
+    method: str = "random",
+    seed: int | None = None,
+    fingerprint: str = "ov",
+) -> tuple[list[int], list[BinReport]]:
     """Indices of the frames chosen (in input order) and a per-bin report.
 
     ``random``: a uniform sample without replacement (numpy ``default_rng(seed)``), one draw per

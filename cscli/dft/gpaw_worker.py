@@ -31,8 +31,7 @@ def run(request):
     from gpaw import GPAW, PW
 
     s = request["settings"]
-    atoms = Atoms(symbols=request["symbols"], positions=request["positions"], cell=request["cell"],
-                  pbc=request["pbc"])
+    atoms = Atoms(symbols=request["symbols"], positions=request["positions"], cell=request["cell"], pbc=request["pbc"])
     if s.get("magmoms") is not None:
         atoms.set_initial_magnetic_moments(s["magmoms"])
     kwargs = dict(
@@ -65,8 +64,11 @@ def run(request):
 
         rho = np.asarray(calc.get_pseudo_density(), dtype=float)  # electrons / Å^3
         np.save(request["density"], rho)
-        result["density"] = {"path": request["density"], "shape": list(rho.shape),
-                             "integral": float(rho.mean() * abs(np.linalg.det(atoms.cell.array)))}
+        result["density"] = {
+            "path": request["density"],
+            "shape": list(rho.shape),
+            "integral": float(rho.mean() * abs(np.linalg.det(atoms.cell.array))),
+        }
     try:
         result["iterations"] = int(calc.get_number_of_iterations())
     except Exception:  # older/newer GPAW API
@@ -90,8 +92,10 @@ def main(argv):
         result = run(request)
     except Exception as exc:  # reported back to cscli as this frame's failure
         lines = str(exc).strip().splitlines()
-        result = {"error": "%s: %s" % (type(exc).__name__, lines[0] if lines else ""),
-                  "traceback": traceback.format_exc()}
+        result = {
+            "error": "{}: {}".format(type(exc).__name__, lines[0] if lines else ""),
+            "traceback": traceback.format_exc(),
+        }
     if rank == 0:
         with open(argv[2], "w") as fh:
             json.dump(result, fh)

@@ -118,14 +118,19 @@ def check_gpaw(python: str) -> str:
     """GPAW version under ``python`` (a command line); UsageError with the fix when absent."""
     cmd = shlex.split(python)
     if not cmd or shutil.which(cmd[0]) is None:
-        raise UsageError(f"--gpaw-command {python!r}: not found; install Debian's gpaw and gpaw-data "
-                         "(apt-get install gpaw gpaw-data) or point --gpaw-command at a Python with GPAW")
-    probe = subprocess.run([*cmd, "-c", "import gpaw; print(gpaw.__version__)"], capture_output=True, text=True,
-                           env=_worker_env())
+        raise UsageError(
+            f"--gpaw-command {python!r}: not found; install Debian's gpaw and gpaw-data "
+            "(apt-get install gpaw gpaw-data) or point --gpaw-command at a Python with GPAW"
+        )
+    probe = subprocess.run(
+        [*cmd, "-c", "import gpaw; print(gpaw.__version__)"], capture_output=True, text=True, env=_worker_env()
+    )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UsageError(f"--gpaw-command {python!r} cannot import gpaw ({last}); install Debian's gpaw and "
-                         "gpaw-data or point --gpaw-command at a Python with GPAW")
+        raise UsageError(
+            f"--gpaw-command {python!r} cannot import gpaw ({last}); install Debian's gpaw and "
+            "gpaw-data or point --gpaw-command at a Python with GPAW"
+        )
     return probe.stdout.strip().splitlines()[-1]
 
 
@@ -157,8 +162,13 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None, density_di
         else:
             mesh = kpoint_mesh(atoms, settings.kpt_density)
         worker_settings = {
-            "ecut": settings.ecut, "xc": settings.xc, "kpts": mesh, "smearing": settings.smearing,
-            "width": settings.width, "spinpol": settings.spinpol, "convergence": settings.convergence,
+            "ecut": settings.ecut,
+            "xc": settings.xc,
+            "kpts": mesh,
+            "smearing": settings.smearing,
+            "width": settings.width,
+            "spinpol": settings.spinpol,
+            "convergence": settings.convergence,
             "extra": settings.extra,
         }
         if settings.spinpol and "initial_magmoms" in atoms.arrays:
@@ -169,17 +179,25 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None, density_di
         req, res = base / f"{stem}.request.json", base / f"{stem}.result.json"
         txt = base / f"{stem}.gpaw.txt"
         request = {
-            "symbols": atoms.get_chemical_symbols(), "positions": _to_builtin(atoms.positions),
-            "cell": _to_builtin(atoms.cell.array), "pbc": [bool(p) for p in atoms.pbc],
-            "settings": worker_settings, "txt": str(txt),
+            "symbols": atoms.get_chemical_symbols(),
+            "positions": _to_builtin(atoms.positions),
+            "cell": _to_builtin(atoms.cell.array),
+            "pbc": [bool(p) for p in atoms.pbc],
+            "settings": worker_settings,
+            "txt": str(txt),
         }
         if density_dir:
             request["density"] = str(base / f"{stem}.density.npy")
         req.write_text(json.dumps(request))
         res.unlink(missing_ok=True)
         try:
-            proc = subprocess.run([*cmd, str(WORKER), str(req), str(res)], capture_output=True, text=True,
-                                  env=_worker_env(), timeout=settings.timeout)
+            proc = subprocess.run(
+                [*cmd, str(WORKER), str(req), str(res)],
+                capture_output=True,
+                text=True,
+                env=_worker_env(),
+                timeout=settings.timeout,
+            )
         except subprocess.TimeoutExpired:
             raise FrameError(f"GPAW took longer than {settings.timeout:g} s") from None
         if not res.exists():
@@ -195,12 +213,21 @@ def gpaw_labeller(settings: GpawSettings, workdir: str | None = None, density_di
         _store(atoms, result["energy"], result["forces"], result.get("stress"), result.get("free_energy"))
         atoms.info["label_method"] = "dft-gpaw"
         atoms.info["label_settings"] = {
-            "code": "gpaw", "version": result.get("gpaw_version", version), "mode": "pw",
-            "ecut_eV": settings.ecut, "xc": settings.xc, "kpts": mesh, "kpts_gamma": True,
-            **({"reciprocal_density": settings.reciprocal_density} if settings.reciprocal_density
-               else {"kpt_density": settings.kpt_density}),
+            "code": "gpaw",
+            "version": result.get("gpaw_version", version),
+            "mode": "pw",
+            "ecut_eV": settings.ecut,
+            "xc": settings.xc,
+            "kpts": mesh,
+            "kpts_gamma": True,
+            **(
+                {"reciprocal_density": settings.reciprocal_density}
+                if settings.reciprocal_density
+                else {"kpt_density": settings.kpt_density}
+            ),
             "occupations": settings.smearing,
-            "width_eV": settings.width, "spinpol": settings.spinpol,
+            "width_eV": settings.width,
+            "spinpol": settings.spinpol,
             **({"convergence": settings.convergence} if settings.convergence else {}),
             **({"extra": settings.extra} if settings.extra else {}),
         }
@@ -256,8 +283,9 @@ def vasp_parameters(atoms: Atoms, encut: float = 520.0, reciprocal_density: floa
         incar.pop(key, None)
     params = {k.lower(): v for k, v in incar.items()}
     kp = vis.kpoints
-    params.update({"xc": "PBE", "kpts": list(kp.kpts[0]), "gamma": True, "setups": {"Li": "_sv"},
-                   "lcharg": False, "lwave": False})
+    params.update(
+        {"xc": "PBE", "kpts": list(kp.kpts[0]), "gamma": True, "setups": {"Li": "_sv"}, "lcharg": False, "lwave": False}
+    )
     return params
 
 
@@ -280,9 +308,11 @@ def _ase_vasp_command() -> str | None:
 
 def vasp_labeller(workdir: str, encut: float = 520.0, command: str | None = None):
     if not command and not _ase_vasp_command():
-        raise UsageError("--calculator vasp needs VASP: pass --vasp-command 'mpirun vasp_std' or set "
-                         "ASE_VASP_COMMAND, and VASP_PP_PATH (the directory holding potpaw_PBE/); "
-                         "without VASP use `dft-select --write-vasp` + `cscli collect`")
+        raise UsageError(
+            "--calculator vasp needs VASP: pass --vasp-command 'mpirun vasp_std' or set "
+            "ASE_VASP_COMMAND, and VASP_PP_PATH (the directory holding potpaw_PBE/); "
+            "without VASP use `dft-select --write-vasp` + `cscli collect`"
+        )
 
     def label(atoms: Atoms) -> Atoms:
         from ase.calculators.vasp import Vasp
@@ -298,8 +328,11 @@ def vasp_labeller(workdir: str, encut: float = 520.0, command: str | None = None
         _clear_labels(atoms)
         _store(atoms, energy, forces, stress, free)
         atoms.info["label_method"] = "dft-vasp"
-        atoms.info["label_settings"] = {"code": "vasp", "dir": str(folder),
-                                        **{k: v for k, v in params.items() if k != "setups"}}
+        atoms.info["label_settings"] = {
+            "code": "vasp",
+            "dir": str(folder),
+            **{k: v for k, v in params.items() if k != "setups"},
+        }
         return atoms
 
     label.description = "vasp (ASE)"

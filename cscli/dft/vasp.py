@@ -56,9 +56,14 @@ POTCAR_MESSAGE = (
 # ----------------------------------------------------------------------------- inputs
 
 
-def relax_input_set(atoms: Atoms, encut: float = ENCUT, ediff_per_atom: float = EDIFF_PER_ATOM,
-                    ediffg_factor: float = EDIFFG_FACTOR, reciprocal_density: float = RECIPROCAL_DENSITY,
-                    incar_overrides: dict | None = None):
+def relax_input_set(
+    atoms: Atoms,
+    encut: float = ENCUT,
+    ediff_per_atom: float = EDIFF_PER_ATOM,
+    ediffg_factor: float = EDIFFG_FACTOR,
+    reciprocal_density: float = RECIPROCAL_DENSITY,
+    incar_overrides: dict | None = None,
+):
     """pymatgen ``MPRelaxSet`` for one frame with the seed paper's settings."""
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.vasp.sets import MPRelaxSet
@@ -114,8 +119,9 @@ def incar_settings(pairs) -> dict:
     return out
 
 
-def write_vasp_inputs(frames: Sequence[Atoms], root: str, slurm: dict | None = None,
-                      incar_overrides: dict | None = None) -> VaspWriteReport:
+def write_vasp_inputs(
+    frames: Sequence[Atoms], root: str, slurm: dict | None = None, incar_overrides: dict | None = None
+) -> VaspWriteReport:
     """One relaxation folder per frame under ``root`` + ``folders.txt`` + a SLURM array script."""
     import warnings
 
@@ -154,9 +160,16 @@ def write_vasp_inputs(frames: Sequence[Atoms], root: str, slurm: dict | None = N
     return VaspWriteReport(str(rootp), folders, potcars, str(script))
 
 
-def sbatch_script(n_tasks: int, root: str, time: str = "24:00:00", ntasks: int = 32, nodes: int = 1,
-                  max_parallel: int | None = None, job_name: str = "cscli-vasp",
-                  extra: Sequence[str] = ()) -> str:
+def sbatch_script(
+    n_tasks: int,
+    root: str,
+    time: str = "24:00:00",
+    ntasks: int = 32,
+    nodes: int = 1,
+    max_parallel: int | None = None,
+    job_name: str = "cscli-vasp",
+    extra: Sequence[str] = (),
+) -> str:
     """A SLURM array script running one VASP folder per task (``folders.txt`` line task+1)."""
     if n_tasks < 1:
         raise DataError("no frames selected: no VASP folders to run")
@@ -367,8 +380,11 @@ def read_run(folder: Path) -> tuple[list[Atoms], RunReport]:
         except Exception as exc:  # noqa: BLE001 - any parser failure means "try the next file"
             errors.append(f"{name}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
             continue
-        images = [a for a in images if a.calc is not None and "energy" in a.calc.results
-                  and a.calc.results.get("forces") is not None]
+        images = [
+            a
+            for a in images
+            if a.calc is not None and "energy" in a.calc.results and a.calc.results.get("forces") is not None
+        ]
         if not images:
             errors.append(f"{name}: no complete ionic step")
             continue
@@ -464,9 +480,14 @@ def sample_steps(usable: Sequence[int], n_steps: int, per_run: tuple[int, int], 
     return [first, *extra, last]
 
 
-def collect_runs(folders: Sequence[Path], per_run: tuple[int, int] = (5, 5), seed: int | None = 0,
-                 all_steps: bool = False, require_converged: bool = False,
-                 keep_scf_unconverged: bool = False):
+def collect_runs(
+    folders: Sequence[Path],
+    per_run: tuple[int, int] = (5, 5),
+    seed: int | None = 0,
+    all_steps: bool = False,
+    require_converged: bool = False,
+    keep_scf_unconverged: bool = False,
+):
     """Yield collected frames; reports accumulate in the returned list (filled while iterating).
     Runs that failed, did not converge or hit NELM are reported as warnings. With sampled steps
     (not ``all_steps``) each frame records the seed in ``info['collect_seed']``."""

@@ -119,7 +119,8 @@ def check_program(argv: list[str], what: str = "MatterGen") -> str:
         raise ModelError(
             f"{what} program {prog!r} not found (command: {shlex.join(argv)}). MatterGen lives in its own "
             f"environment (install it from its repository); point cscli at it with --mattergen-command or "
-            f"${ENV_COMMAND}, e.g. \"conda run -n mattergen mattergen-generate\", or use --backend random")
+            f'${ENV_COMMAND}, e.g. "conda run -n mattergen mattergen-generate", or use --backend random'
+        )
     return found
 
 
@@ -133,8 +134,10 @@ def check_checkpoint(model_path: str | None, pretrained_name: str | None) -> Non
             raise ModelError(f"MatterGen checkpoint folder {model_path} does not exist")
         ckpts = list(p.glob("checkpoints/*.ckpt")) + list(p.glob("*.ckpt"))
         if not (p / "config.yaml").exists() or not ckpts:
-            raise ModelError(f"{model_path} is not a MatterGen model folder (needs config.yaml and "
-                             f"checkpoints/*.ckpt, as mattergen-finetune writes them)")
+            raise ModelError(
+                f"{model_path} is not a MatterGen model folder (needs config.yaml and "
+                f"checkpoints/*.ckpt, as mattergen-finetune writes them)"
+            )
 
 
 # ----------------------------------------------------------------------------- batches
@@ -165,7 +168,9 @@ class Batch:
         return f"{self.prefix}{k}"
 
 
-def plan_batches(targets: Sequence[float], num: int, batch_size: int, iteration: int = 0, seed: int | None = None) -> list[Batch]:
+def plan_batches(
+    targets: Sequence[float], num: int, batch_size: int, iteration: int = 0, seed: int | None = None
+) -> list[Batch]:
     """``num`` structures per E_hull target, in batches of at most ``batch_size``; batch seeds are
     distinct (seed + running batch number)."""
     if num < 1 or batch_size < 1:
@@ -191,9 +196,16 @@ def condition_text(chemical_system: str | None, e_hull: float | None) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def build_generate_argv(command: list[str], results_dir: str, batch: Batch, chemical_system: str | None,
-                        guidance: float = 2.0, model_path: str | None = None,
-                        pretrained_name: str | None = None, condition_on_e_hull: bool = True) -> list[str]:
+def build_generate_argv(
+    command: list[str],
+    results_dir: str,
+    batch: Batch,
+    chemical_system: str | None,
+    guidance: float = 2.0,
+    model_path: str | None = None,
+    pretrained_name: str | None = None,
+    condition_on_e_hull: bool = True,
+) -> list[str]:
     """The ``mattergen-generate`` command line of one batch (no shell: each word is an argv item)."""
     argv = list(command) + [str(results_dir)]
     if model_path:
@@ -240,8 +252,9 @@ def read_results(results_dir: str | Path) -> list[Atoms]:
     raise DataError(f"MatterGen wrote no {EXTXYZ_NAME} or {CIF_ZIP_NAME} into {d}")
 
 
-def tag_frames(frames: list[Atoms], batch: Batch, chemical_system: str | None, guidance: float,
-               model: str, results_dir: str) -> list[Atoms]:
+def tag_frames(
+    frames: list[Atoms], batch: Batch, chemical_system: str | None, guidance: float, model: str, results_dir: str
+) -> list[Atoms]:
     """cscli identity for each MatterGen sample: id, iteration, condition, batch, provenance."""
     from cscli.core.frames import absorb_calculator_results
 
@@ -295,8 +308,15 @@ class MatterGenRun:
     seed: int | None = None
     iteration: int = 0
     keep_outside: bool = False
-    stats: dict = field(default_factory=lambda: {"batches_run": 0, "batches_skipped": 0, "generated": 0,
-                                                 "outside_system": 0, "written": 0})
+    stats: dict = field(
+        default_factory=lambda: {
+            "batches_run": 0,
+            "batches_skipped": 0,
+            "generated": 0,
+            "outside_system": 0,
+            "written": 0,
+        }
+    )
 
     @property
     def model(self) -> str:
@@ -343,9 +363,11 @@ class MatterGenRun:
             self.stats["generated"] += len(frames)
             self.stats["outside_system"] += len(outside)
             if outside:
-                _log.info(f"batch {batch.name}: {'kept' if self.keep_outside else 'dropped'} {len(outside)} of "
-                          f"{len(frames)} structures outside {system} "
-                          f"({', '.join(sorted({a.get_chemical_formula() for a in outside}))})")
+                _log.info(
+                    f"batch {batch.name}: {'kept' if self.keep_outside else 'dropped'} {len(outside)} of "
+                    f"{len(frames)} structures outside {system} "
+                    f"({', '.join(sorted({a.get_chemical_formula() for a in outside}))})"
+                )
             yield from inside
             if self.keep_outside:
                 for a in outside:
@@ -355,8 +377,9 @@ class MatterGenRun:
 
     def _run_batch(self, batch: Batch, bdir: Path, system: str | None) -> None:
         bdir.mkdir(parents=True, exist_ok=True)
-        argv = build_generate_argv(self.command, str(bdir), batch, system, self.guidance, self.model_path,
-                                   self.pretrained_name)
+        argv = build_generate_argv(
+            self.command, str(bdir), batch, system, self.guidance, self.model_path, self.pretrained_name
+        )
         _log.info(f"batch {batch.name} ({batch.size} structures): {shlex.join(argv)}")
         log = bdir / "mattergen.log"
         with open(log, "w") as fh:
@@ -369,8 +392,10 @@ class MatterGenRun:
             hint = ""
             if "hf" in tail.lower() or "huggingface" in tail.lower() or "connection" in tail.lower():
                 hint = " (the pretrained checkpoint must be in the Hugging Face cache, or pass --model-path)"
-            raise ModelError(f"MatterGen failed on batch {batch.name} (exit {proc.returncode}){hint}: {tail[-400:]} "
-                             f"(full log: {log})")
+            raise ModelError(
+                f"MatterGen failed on batch {batch.name} (exit {proc.returncode}){hint}: {tail[-400:]} "
+                f"(full log: {log})"
+            )
         if not (bdir / EXTXYZ_NAME).exists() and not (bdir / CIF_ZIP_NAME).exists():
             raise ModelError(f"MatterGen exited 0 but wrote no {EXTXYZ_NAME} in {bdir} (log: {log})")
 
@@ -379,8 +404,10 @@ class MatterGenRun:
 
 
 # info keys a MatterGen property is read from, first present wins (cscli hull writes e_hull)
-PROPERTY_KEYS = {"energy_above_hull": ("e_hull", "energy_above_hull"),
-                 "formation_energy_per_atom": ("e_form_per_atom", "formation_energy_per_atom")}
+PROPERTY_KEYS = {
+    "energy_above_hull": ("e_hull", "energy_above_hull"),
+    "formation_energy_per_atom": ("e_form_per_atom", "formation_energy_per_atom"),
+}
 
 
 def property_value(atoms, prop: str) -> float:
@@ -408,8 +435,14 @@ def frames_to_csv_rows(frames, properties=("energy_above_hull",)) -> list[dict]:
             raise DataError(f"frame {fid}: MatterGen needs periodic crystals")
         values = {p: property_value(atoms, p) for p in properties}
         structure = AseAtomsAdaptor.get_structure(atoms)
-        rows.append({"material_id": str(fid), "cif": str(CifWriter(structure)), **values,
-                     "chemical_system": chemical_system_key(atoms.get_chemical_symbols())})
+        rows.append(
+            {
+                "material_id": str(fid),
+                "cif": str(CifWriter(structure)),
+                **values,
+                "chemical_system": chemical_system_key(atoms.get_chemical_symbols()),
+            }
+        )
     if not rows:
         raise DataError("no frames to write as a MatterGen dataset")
     ids = [r["material_id"] for r in rows]
@@ -430,8 +463,9 @@ def write_csv_rows(rows: list[dict], path: str | Path) -> int:
     return len(rows)
 
 
-def write_dataset_csv(frames, folder: str | Path, val_fraction: float = 0.1, seed: int = 0,
-                      properties=("energy_above_hull",)) -> dict[str, int]:
+def write_dataset_csv(
+    frames, folder: str | Path, val_fraction: float = 0.1, seed: int = 0, properties=("energy_above_hull",)
+) -> dict[str, int]:
     """``train.csv`` and ``val.csv`` in ``folder`` (the layout ``csv-to-dataset --csv-folder`` reads).
 
     The validation split is a seeded random ``val_fraction`` (at least one frame when there are two
@@ -448,13 +482,21 @@ def write_dataset_csv(frames, folder: str | Path, val_fraction: float = 0.1, see
         nval = max(1, nval)
     val_idx = set(order[:nval].tolist())
     folder = Path(folder)
-    return {"train": write_csv_rows([r for i, r in enumerate(rows) if i not in val_idx], folder / "train.csv"),
-            "val": write_csv_rows([r for i, r in enumerate(rows) if i in val_idx], folder / "val.csv")}
+    return {
+        "train": write_csv_rows([r for i, r in enumerate(rows) if i not in val_idx], folder / "train.csv"),
+        "val": write_csv_rows([r for i, r in enumerate(rows) if i in val_idx], folder / "val.csv"),
+    }
 
 
 def build_csv_to_dataset_argv(command: list[str], csv_folder: str, dataset_name: str, cache_folder: str) -> list[str]:
-    return list(command) + ["--csv-folder", str(csv_folder), "--dataset-name", dataset_name,
-                            "--cache-folder", str(cache_folder)]
+    return list(command) + [
+        "--csv-folder",
+        str(csv_folder),
+        "--dataset-name",
+        dataset_name,
+        "--cache-folder",
+        str(cache_folder),
+    ]
 
 
 def run_csv_to_dataset(command: list[str], csv_folder: str, dataset_name: str, cache_folder: str) -> Path:

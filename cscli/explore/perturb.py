@@ -59,7 +59,9 @@ def perturb_once(
             new.arrays.pop("forces", None)
             new.info.update(perturb_sigma=float(sigma), perturb_sigma_rel=float(s_rel), perturb_strain=float(eps_mag))
             return new
-    raise FrameError(f"no perturbed copy kept atoms {min_distance} Å apart in {max_tries} tries; lower --sigma or --min-distance")
+    raise FrameError(
+        f"no perturbed copy kept atoms {min_distance} Å apart in {max_tries} tries; lower --sigma or --min-distance"
+    )
 
 
 def copy_ids(parent_id: str, n: int) -> list[str]:

@@ -69,8 +69,11 @@ def relax_atoms(
 
     work = atoms.copy()
     work.calc = calc
-    target = work if fix_cell or not work.pbc.all() else FrechetCellFilter(
-        work, scalar_pressure=pressure * GPa, constant_volume=constant_volume)
+    target = (
+        work
+        if fix_cell or not work.pbc.all()
+        else FrechetCellFilter(work, scalar_pressure=pressure * GPa, constant_volume=constant_volume)
+    )
     opt = _optimizer_class(optimizer)(target, logfile=None, trajectory=trajectory)
     try:
         with warnings.catch_warnings():

@@ -56,8 +56,9 @@ _BLOCK_PAIRS = 2_000_000  # pairs per distance block (8 MB of float32)
 # ----------------------------------------------------------------------------- descriptors
 
 
-def descriptors(frames: Sequence[Atoms], k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF,
-                dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+def descriptors(
+    frames: Sequence[Atoms], k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, dtype: str = "float32"
+) -> tuple[np.ndarray, np.ndarray]:
     """QUESTS descriptors of all environments of ``frames`` and the frame index of each row.
 
     Returns ``(X, frame_of_row)``: X is (total atoms, 2k-1).
@@ -82,8 +83,7 @@ def _sq_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
-def log_kernel_sum(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH,
-                   return_min_dist: bool = False):
+def log_kernel_sum(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH, return_min_dist: bool = False):
     """``log Σ_j exp(-|y_i - x_j|² / 2h²)`` for every row of y (float64), exact, batched.
 
     With ``return_min_dist`` also the distance from each y_i to its nearest x_j.
@@ -101,27 +101,33 @@ def log_kernel_sum(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH,
     col = max(1, min(n, 4096))
     row = max(1, min(m, _BLOCK_PAIRS // col))
     for j0 in range(0, n, col):
-        xb, nxb = x[j0:j0 + col], nx[j0:j0 + col]
+        xb, nxb = x[j0 : j0 + col], nx[j0 : j0 + col]
         for i0 in range(0, m, row):
-            g = y[i0:i0 + row] @ xb.T  # becomes d², then the kernel exponent, in place
+            g = y[i0 : i0 + row] @ xb.T  # becomes d², then the kernel exponent, in place
             g *= -2.0
-            g += ny[i0:i0 + row, None]
+            g += ny[i0 : i0 + row, None]
             g += nxb[None, :]
             np.maximum(g, 0.0, out=g)
             bmin = g.min(axis=1)
-            dmin2[i0:i0 + row] = np.minimum(dmin2[i0:i0 + row], bmin)
+            dmin2[i0 : i0 + row] = np.minimum(dmin2[i0 : i0 + row], bmin)
             g -= bmin[:, None]  # log-sum-exp: the largest term is exp(-bmin/2h²)
             g *= -inv
             np.exp(g, out=g)
             s = np.log(g.sum(axis=1, dtype=np.float64)) - bmin.astype(np.float64) * inv
-            out[i0:i0 + row] = np.logaddexp(out[i0:i0 + row], s)
+            out[i0 : i0 + row] = np.logaddexp(out[i0 : i0 + row], s)
     return (out, np.sqrt(dmin2)) if return_min_dist else out
 
 
-def approx_log_kernel_sum(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH,
-                          n_neighbors: int = DEFAULT_ANN_NEIGHBORS,
-                          graph_neighbors: int = DEFAULT_GRAPH_NEIGHBORS, seed: int | None = 0,
-                          self_query: bool = False, return_min_dist: bool = False):
+def approx_log_kernel_sum(
+    y: np.ndarray,
+    x: np.ndarray,
+    h: float = DEFAULT_BANDWIDTH,
+    n_neighbors: int = DEFAULT_ANN_NEIGHBORS,
+    graph_neighbors: int = DEFAULT_GRAPH_NEIGHBORS,
+    seed: int | None = 0,
+    self_query: bool = False,
+    return_min_dist: bool = False,
+):
     """Like :func:`log_kernel_sum` but over the ``n_neighbors`` nearest x of each y (PyNNDescent).
 
     This is QUESTS's approximate δH (``approx_delta_entropy``) in log space. ``self_query``: y is
@@ -135,8 +141,13 @@ def approx_log_kernel_sum(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDW
         out = np.full(len(y), -np.inf)
         return (out, np.full(len(y), np.inf)) if return_min_dist else out
     k = min(n_neighbors, len(x))
-    index = pynndescent.NNDescent(x, n_neighbors=max(graph_neighbors, k + 1) if self_query else graph_neighbors,
-                                  random_state=seed, low_memory=True, verbose=False)
+    index = pynndescent.NNDescent(
+        x,
+        n_neighbors=max(graph_neighbors, k + 1) if self_query else graph_neighbors,
+        random_state=seed,
+        low_memory=True,
+        verbose=False,
+    )
     if self_query:
         _, d = index.neighbor_graph
         d = d[:, :k]
@@ -172,8 +183,9 @@ def entropy(x: np.ndarray, h: float = DEFAULT_BANDWIDTH, method: str = "exact", 
     return float(math.log(n) - logp.mean())
 
 
-def delta_entropy(y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH, method: str = "exact",
-                  **ann) -> np.ndarray:
+def delta_entropy(
+    y: np.ndarray, x: np.ndarray, h: float = DEFAULT_BANDWIDTH, method: str = "exact", **ann
+) -> np.ndarray:
     """δH(y_i|X) = -log Σ_j K(y_i, x_j) for every row of y (QUESTS ``delta_entropy``), nats.
 
     +inf for every y when X is empty.
@@ -220,10 +232,19 @@ class SelectionResult:
         return [s.index for s in self.steps]
 
 
-def select(candidates_x: np.ndarray, candidates_frame: np.ndarray, n_frames: int,
-           train_x: np.ndarray | None = None, n: int | None = None, strategy: str = "greedy",
-           min_dh: float | None = None, h: float = DEFAULT_BANDWIDTH, method: str = "auto",
-           progress=None, **ann) -> SelectionResult:
+def select(
+    candidates_x: np.ndarray,
+    candidates_frame: np.ndarray,
+    n_frames: int,
+    train_x: np.ndarray | None = None,
+    n: int | None = None,
+    strategy: str = "greedy",
+    min_dh: float | None = None,
+    h: float = DEFAULT_BANDWIDTH,
+    method: str = "auto",
+    progress=None,
+    **ann,
+) -> SelectionResult:
     """Choose candidate frames that add the most information entropy to a training set.
 
     ``candidates_x``/``candidates_frame``: descriptors of the candidate environments and the frame
@@ -264,8 +285,11 @@ def select(candidates_x: np.ndarray, candidates_frame: np.ndarray, n_frames: int
     ref_blocks = [tx]
     if len(tx):
         train_method = _choose_method(method, len(tx), len(tx))
-        ref_logp = (log_kernel_sum(tx, tx, h) if train_method == "exact"
-                    else approx_log_kernel_sum(tx, tx, h, self_query=True, **ann))
+        ref_logp = (
+            log_kernel_sum(tx, tx, h)
+            if train_method == "exact"
+            else approx_log_kernel_sum(tx, tx, h, self_query=True, **ann)
+        )
         h_before = float(math.log(len(tx)) - ref_logp.mean())
     else:
         ref_logp = np.zeros(0)
@@ -282,7 +306,7 @@ def select(candidates_x: np.ndarray, candidates_frame: np.ndarray, n_frames: int
         if len(chosen) < n:
             stop = "min_dh" if any(available[i] and initial[i] < min_dh for i in order) else "candidates exhausted"
         for i in chosen:
-            y = cx[starts[i]:starts[i + 1]]
+            y = cx[starts[i] : starts[i + 1]]
             ref_logp = _add_to_reference(ref_blocks, ref_logp, y, h)
             steps.append(SelectionStep(i, float(initial[i]), len(y), _entropy_from_logp(ref_logp)))
             if progress:
@@ -302,8 +326,9 @@ def select(candidates_x: np.ndarray, candidates_frame: np.ndarray, n_frames: int
                 break
             if not np.all(np.isfinite(dh[ok])):  # empty reference: nothing to compare against
                 if own_h is None:
-                    own_h = np.array([entropy(cx[starts[i]:starts[i + 1]], h) if counts[i] else -np.inf
-                                      for i in range(n_frames)])
+                    own_h = np.array(
+                        [entropy(cx[starts[i] : starts[i + 1]], h) if counts[i] else -np.inf for i in range(n_frames)]
+                    )
                 best = int(np.argmax(np.where(ok, own_h, -np.inf)))
                 best_dh = float("inf")
             else:
@@ -313,7 +338,7 @@ def select(candidates_x: np.ndarray, candidates_frame: np.ndarray, n_frames: int
                 if best_dh < min_dh:
                     stop = "min_dh"
                     break
-            y = cx[starts[best]:starts[best + 1]]
+            y = cx[starts[best] : starts[best + 1]]
             # update candidates (all rows; chosen/unavailable ones are masked out above)
             add_L, add_d = log_kernel_sum(cx, y, h, return_min_dist=True)
             cand_L = np.logaddexp(cand_L, add_L)
@@ -327,9 +352,17 @@ def select(candidates_x: np.ndarray, candidates_frame: np.ndarray, n_frames: int
             stop = "n reached"
 
     h_after = _entropy_from_logp(ref_logp) if len(ref_logp) else float("nan")
-    return SelectionResult(steps=steps, entropy_before=h_before, entropy_after=h_after,
-                           n_train_envs=len(tx), n_candidate_envs=len(cx), initial_delta_entropy=initial,
-                           stop_reason=stop, method=used, duplicates_skipped=duplicates)
+    return SelectionResult(
+        steps=steps,
+        entropy_before=h_before,
+        entropy_after=h_after,
+        n_train_envs=len(tx),
+        n_candidate_envs=len(cx),
+        initial_delta_entropy=initial,
+        stop_reason=stop,
+        method=used,
+        duplicates_skipped=duplicates,
+    )
 
 
 def _entropy_from_logp(logp: np.ndarray) -> float:
@@ -353,21 +386,23 @@ def selection_report(result: SelectionResult, ids: Sequence[str], settings: dict
     prev = result.entropy_before
     for k, s in enumerate(result.steps, 1):
         dhdn = s.entropy_after - prev if math.isfinite(prev) else None
-        rows.append({
-            "step": k,
-            "id": ids[s.index],
-            "delta_entropy": _num(s.delta_entropy),
-            "n_atoms": s.n_envs,
-            "entropy": _num(s.entropy_after),
-            "dH_dN": _num(dhdn),
-            "log10_dH_dN": _num(math.log10(dhdn)) if dhdn is not None and dhdn > 0 else None,
-        })
+        rows.append(
+            {
+                "step": k,
+                "id": ids[s.index],
+                "delta_entropy": _num(s.delta_entropy),
+                "n_atoms": s.n_envs,
+                "entropy": _num(s.entropy_after),
+                "dH_dN": _num(dhdn),
+                "log10_dH_dN": _num(math.log10(dhdn)) if dhdn is not None and dhdn > 0 else None,
+            }
+        )
         prev = s.entropy_after
     return {
         "definition": {
             "H": "-(1/N) sum_i log[(1/N) sum_j exp(-|x_i-x_j|^2/2h^2)] over environments (nats)",
             "delta_entropy": "mean over the frame's environments y of -log sum_j exp(-|y-x_j|^2/2h^2), "
-                             "x_j = training set + frames selected before it (nats)",
+            "x_j = training set + frames selected before it (nats)",
             "dH_dN": "H after this frame minus H before it (nats per frame)",
         },
         **settings,
@@ -421,10 +456,19 @@ def plot_report(report: dict, path: str) -> None:
     plt.close(fig)
 
 
-def entropy_select(frames: Sequence[Atoms], train: Sequence[Atoms] = (), n: int | None = None,
-                   strategy: str = "greedy", min_dh: float | None = None, h: float = DEFAULT_BANDWIDTH,
-                   k: int = DEFAULT_K, cutoff: float = DEFAULT_CUTOFF, method: str = "auto",
-                   ann_neighbors: int = DEFAULT_ANN_NEIGHBORS, seed: int | None = 0) -> tuple[list[Atoms], dict]:
+def entropy_select(
+    frames: Sequence[Atoms],
+    train: Sequence[Atoms] = (),
+    n: int | None = None,
+    strategy: str = "greedy",
+    min_dh: float | None = None,
+    h: float = DEFAULT_BANDWIDTH,
+    k: int = DEFAULT_K,
+    cutoff: float = DEFAULT_CUTOFF,
+    method: str = "auto",
+    ann_neighbors: int = DEFAULT_ANN_NEIGHBORS,
+    seed: int | None = 0,
+) -> tuple[list[Atoms], dict]:
     """Descriptors + :func:`select` on frames: the selected frames (copies, in selection order, with
     ``info['delta_entropy']`` and ``info['entropy_select_step']``) and the JSON report. Progress
     bars on stderr unless the command runs with ``-q``."""
@@ -438,14 +482,33 @@ def entropy_select(frames: Sequence[Atoms], train: Sequence[Atoms] = (), n: int 
     bar = progress(desc="selecting", total=n or len(frames))
     ann = {"seed": seed, "n_neighbors": ann_neighbors}
     try:
-        result = select(cx, cf, len(frames), tx, n=n, strategy=strategy, min_dh=min_dh, h=h, method=method,
-                        progress=bar.update, **ann)
+        result = select(
+            cx,
+            cf,
+            len(frames),
+            tx,
+            n=n,
+            strategy=strategy,
+            min_dh=min_dh,
+            h=h,
+            method=method,
+            progress=bar.update,
+            **ann,
+        )
     finally:
         bar.close()
     ids = [str(a.info.get("id", i)) for i, a in enumerate(frames)]
-    settings = {"strategy": strategy, "bandwidth": h, "k": k, "cutoff": cutoff, "n_requested": n,
-                "ann_neighbors": ann_neighbors, "seed": seed,
-                "min_dh": min_dh, "n_train_frames": len(train)}
+    settings = {
+        "strategy": strategy,
+        "bandwidth": h,
+        "k": k,
+        "cutoff": cutoff,
+        "n_requested": n,
+        "ann_neighbors": ann_neighbors,
+        "seed": seed,
+        "min_dh": min_dh,
+        "n_train_frames": len(train),
+    }
     report = selection_report(result, ids, settings)
     selected = []
     for step, s in enumerate(result.steps, 1):

@@ -160,8 +160,15 @@ def composition_key(atoms: Atoms) -> str:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(calc, frames: Iterable[Atoms], per_composition: bool = True, parity: bool = False,
-                   parity_sample: int = DEFAULT_PARITY_SAMPLE, progress=None, seed: int = 0) -> dict:
+def evaluate_model(
+    calc,
+    frames: Iterable[Atoms],
+    per_composition: bool = True,
+    parity: bool = False,
+    parity_sample: int = DEFAULT_PARITY_SAMPLE,
+    progress=None,
+    seed: int = 0,
+) -> dict:
     """Errors of ``calc`` against the labels of ``frames`` (streamed once).
 
     Returns ``{"overall": {...}, "per_composition": {formula: {...}}, "frames_read", "frames_evaluated",
@@ -245,8 +252,11 @@ def evaluate_model(calc, frames: Iterable[Atoms], per_composition: bool = True, 
         e = par["energy_per_atom"]
         report["parity"] = {
             "energy_per_atom": {"label": e[0], "pred": e[1], "composition": e[2]},
-            "forces": {"label": par["forces"][1].tolist(), "pred": par["forces"][2].tolist(),
-                       "sampled_from": force_seen},
+            "forces": {
+                "label": par["forces"][1].tolist(),
+                "pred": par["forces"][2].tolist(),
+                "sampled_from": force_seen,
+            },
             "stress": {"label": par["stress"][0], "pred": par["stress"][1]},
         }
     return report
@@ -277,8 +287,11 @@ def plot_parity(report: dict, path: str, title: str | None = None) -> None:
     par = report.get("parity")
     if par is None:
         raise ValueError("report has no parity data; call evaluate_model(..., parity=True)")
-    panels = [("energy_per_atom", "energy (eV/atom)"), ("forces", "force component (eV/Å)"),
-              ("stress", "stress component (GPa)")]
+    panels = [
+        ("energy_per_atom", "energy (eV/atom)"),
+        ("forces", "force component (eV/Å)"),
+        ("stress", "stress component (GPa)"),
+    ]
     panels = [(q, lab) for q, lab in panels if len(par[q]["label"])]
     if not panels:
         raise ValueError("nothing to plot: no labelled frame was evaluated")
@@ -327,6 +340,8 @@ def summary_lines(report: dict) -> list[str]:
         return "-" if m["rmse"] is None else f"{m['rmse'] * scale:.3g}/{m['mae'] * scale:.3g}"
 
     for name, g in rows:
-        lines.append(f"{name:<14}{g['frames']:>7}  {pair(g['energy_per_atom'], 1000):>19}  {pair(g['forces']):>17}  "
-                     f"{pair(g['stress']):>16}")
+        lines.append(
+            f"{name:<14}{g['frames']:>7}  {pair(g['energy_per_atom'], 1000):>19}  {pair(g['forces']):>17}  "
+            f"{pair(g['stress']):>16}"
+        )
     return lines

@@ -154,8 +154,9 @@ class DiffusionResult:
         return self.elements[element].d
 
 
-def _window(n_frames: int, n_atoms: int, dt_fs: float, fit_start_fs: float, fit_end_fs: float | str | None,
-            min_obs: int) -> tuple[int, int]:
+def _window(
+    n_frames: int, n_atoms: int, dt_fs: float, fit_start_fs: float, fit_end_fs: float | str | None, min_obs: int
+) -> tuple[int, int]:
     """Fit lags [start, end) in frames. ``fit_end_fs``: a time, ``"max"`` (DiffusionAnalyzer's rule,
     min(N·F // min_obs, F)), or None (one tenth of the window, at least 3 lags). A start at or past
     the end moves to a tenth of the end."""
@@ -178,9 +179,21 @@ def _element_d(paths, idx, lags, dt_fs):
     return d, intercept, msd
 
 
-def analyze(symbols, positions, cells, dt_fs: float, temperature: float, mobile: str = "Li",
-            fit_start_fs: float = 1000.0, fit_end_fs: float | str | None = None, n_blocks: int = 5,
-            min_obs: int = 30, charge: int = 1, unwrapped: bool = False, drift: bool = True) -> DiffusionResult:
+def analyze(
+    symbols,
+    positions,
+    cells,
+    dt_fs: float,
+    temperature: float,
+    mobile: str = "Li",
+    fit_start_fs: float = 1000.0,
+    fit_end_fs: float | str | None = None,
+    n_blocks: int = 5,
+    min_obs: int = 30,
+    charge: int = 1,
+    unwrapped: bool = False,
+    drift: bool = True,
+) -> DiffusionResult:
     """Full analysis of a trajectory window (positions (F, N, 3) in Å, wrapped or not; cells
     (3, 3) or (F, 3, 3); ``dt_fs`` between frames). D per element, σ of ``mobile``.
 
@@ -223,19 +236,26 @@ def analyze(symbols, positions, cells, dt_fs: float, temperature: float, mobile:
         blocks = []
         if n_blocks > 1:
             for b in range(n_blocks):
-                chunk = paths[b * block_len:(b + 1) * block_len]
+                chunk = paths[b * block_len : (b + 1) * block_len]
                 blocks.append(_element_d(chunk, idx, block_lags, dt_fs)[0])
         d_err = float(np.std(blocks, ddof=1) / np.sqrt(n_blocks)) if len(blocks) > 1 else float("nan")
         disp = paths[-1, idx] - paths[0, idx]
         d_end = float((disp**2).sum(axis=1).mean() / (6.0 * window) * A2_PER_FS_TO_CM2_PER_S)
-        elements[el] = ElementDiffusion(d=d, d_err=d_err, d_endpoint=d_end, intercept=intercept,
-                                        msd=msd, blocks=blocks)
+        elements[el] = ElementDiffusion(d=d, d_err=d_err, d_endpoint=d_end, intercept=intercept, msd=msd, blocks=blocks)
     volume = float(np.abs(np.linalg.det(cells)).mean())
     result = DiffusionResult(
-        temperature=float(temperature), dt_fs=float(dt_fs), n_frames=n_frames, window_fs=window,
-        fit_start_fs=float(lags[0] * dt_fs), fit_end_fs=float(lags[-1] * dt_fs),
-        n_blocks=n_blocks, mobile=mobile, volume=volume, lag_times_fs=np.arange(n_frames) * dt_fs,
-        elements=elements, counts=counts,
+        temperature=float(temperature),
+        dt_fs=float(dt_fs),
+        n_frames=n_frames,
+        window_fs=window,
+        fit_start_fs=float(lags[0] * dt_fs),
+        fit_end_fs=float(lags[-1] * dt_fs),
+        n_blocks=n_blocks,
+        mobile=mobile,
+        volume=volume,
+        lag_times_fs=np.arange(n_frames) * dt_fs,
+        elements=elements,
+        counts=counts,
     )
     if np.any(framework):
         fw = paths[:, framework] - paths[0, framework]
@@ -249,8 +269,13 @@ def analyze(symbols, positions, cells, dt_fs: float, temperature: float, mobile:
 
 def sigma_endpoint(result: DiffusionResult, charge: int = 1) -> float:
     """σ (mS/cm) of the mobile species from the paper's endpoint D."""
-    return nernst_einstein(result.counts[result.mobile], result.volume, result.elements[result.mobile].d_endpoint,
-                           result.temperature, charge)
+    return nernst_einstein(
+        result.counts[result.mobile],
+        result.volume,
+        result.elements[result.mobile].d_endpoint,
+        result.temperature,
+        charge,
+    )
 
 
 __all__ = [

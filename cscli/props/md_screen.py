@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -206,11 +207,23 @@ def _build(atoms, phase: int, s: MDSettings):
     if phase == 0:
         cls = _npt_class()
         if cls.__name__ == "IsotropicMTKNPT":
-            return cls(atoms, timestep=dt, temperature_K=s.temperature, pressure_au=s.pressure_bar * units.bar,
-                       tdamp=s.tdamp_steps * dt, pdamp=s.pdamp_steps * dt)
+            return cls(
+                atoms,
+                timestep=dt,
+                temperature_K=s.temperature,
+                pressure_au=s.pressure_bar * units.bar,
+                tdamp=s.tdamp_steps * dt,
+                pdamp=s.pdamp_steps * dt,
+            )
         # pragma: no cover - ASE < 3.26: Melchionna NPT, pfactor from a 1000-step barostat time
-        return cls(atoms, timestep=dt, temperature_K=s.temperature, externalstress=s.pressure_bar * units.bar,
-                   ttime=s.tdamp_steps * dt, pfactor=(s.pdamp_steps * dt) ** 2 * 30 * units.GPa)
+        return cls(
+            atoms,
+            timestep=dt,
+            temperature_K=s.temperature,
+            externalstress=s.pressure_bar * units.bar,
+            ttime=s.tdamp_steps * dt,
+            pfactor=(s.pdamp_steps * dt) ** 2 * 30 * units.GPa,
+        )
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
     return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=s.temperature, tdamp=s.tdamp_steps * dt)
@@ -264,8 +277,10 @@ def _check_runaway(atoms, s: MDSettings, volume0: float, step: int) -> None:
         raise Runaway(f"temperature {temperature:.0f} K at MD step {step} is far off the {s.temperature:g} K target")
     volume = atoms.get_volume()
     if not volume0 / s.max_volume_factor < volume < volume0 * s.max_volume_factor:
-        raise Runaway(f"volume {volume:.0f} Å³ at MD step {step} is outside {1 / s.max_volume_factor:g}–"
-                      f"{s.max_volume_factor:g}× the start ({volume0:.0f} Å³): the cell is flying apart or collapsing")
+        raise Runaway(
+            f"volume {volume:.0f} Å³ at MD step {step} is outside {1 / s.max_volume_factor:g}–"
+            f"{s.max_volume_factor:g}× the start ({volume0:.0f} Å³): the cell is flying apart or collapsing"
+        )
     from cscli.core.frames import min_interatomic_distance
 
     dmin = min_interatomic_distance(atoms, s.min_distance + 0.1)
@@ -273,8 +288,14 @@ def _check_runaway(atoms, s: MDSettings, volume0: float, step: int) -> None:
         raise Runaway(f"two atoms {dmin:.2f} Å apart at MD step {step}: the structure collapsed")
 
 
-def run_md(atoms: Atoms, calc, settings: MDSettings, seed: int, work_dir: str | Path | None = None,
-           on_step: Callable[[int], None] | None = None) -> MDRun:
+def run_md(
+    atoms: Atoms,
+    calc,
+    settings: MDSettings,
+    seed: int,
+    work_dir: str | Path | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> MDRun:
     """NPT (``npt_ps``) then NVT (``nvt_ps``) from Maxwell–Boltzmann velocities drawn with ``seed``.
 
     Samples positions/cell/T/P every ``sample_every`` steps. With ``work_dir``, positions, momenta,
@@ -333,10 +354,21 @@ def run_md(atoms: Atoms, calc, settings: MDSettings, seed: int, work_dir: str | 
             return
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         extra = {f"state_{k}": v for k, v in _integrator_state(dyn).items()}
-        _write_checkpoint(ckpt, numbers=atoms.numbers, cell=atoms.cell.array, positions=atoms.get_positions(),
-                          momenta=atoms.get_momenta(), step=step, total=total, phase=phase, t_sum=t_sum,
-                          t_count=t_count, volume0=volume0,
-                          **{f"s_{k}": np.asarray(v) for k, v in samples.items()}, **extra)
+        _write_checkpoint(
+            ckpt,
+            numbers=atoms.numbers,
+            cell=atoms.cell.array,
+            positions=atoms.get_positions(),
+            momenta=atoms.get_momenta(),
+            step=step,
+            total=total,
+            phase=phase,
+            t_sum=t_sum,
+            t_count=t_count,
+            volume0=volume0,
+            **{f"s_{k}": np.asarray(v) for k, v in samples.items()},
+            **extra,
+        )
 
     for phase, (start, stop) in enumerate([(0, n_npt), (n_npt, total)]):
         if step >= stop:
@@ -365,11 +397,16 @@ def run_md(atoms: Atoms, calc, settings: MDSettings, seed: int, work_dir: str | 
     if not names[0] and n_npt:
         names[0] = _npt_class().__name__
     return MDRun(
-        positions=np.asarray(samples["positions"]), cells=np.asarray(samples["cells"]),
-        phase=np.asarray(samples["phase"], dtype=int), temperatures=np.asarray(samples["temperatures"]),
-        pressures=np.asarray(samples["pressures"], dtype=float), steps=step,
-        temperature_mean_nvt=t_sum / t_count if t_count else float("nan"), resumed_from=resumed_from,
-        npt_integrator=names[0], nvt_integrator=names[1] or "NoseHooverChainNVT",
+        positions=np.asarray(samples["positions"]),
+        cells=np.asarray(samples["cells"]),
+        phase=np.asarray(samples["phase"], dtype=int),
+        temperatures=np.asarray(samples["temperatures"]),
+        pressures=np.asarray(samples["pressures"], dtype=float),
+        steps=step,
+        temperature_mean_nvt=t_sum / t_count if t_count else float("nan"),
+        resumed_from=resumed_from,
+        npt_integrator=names[0],
+        nvt_integrator=names[1] or "NoseHooverChainNVT",
     )
 
 
@@ -466,9 +503,17 @@ def _seed_for(seed: int, frame_id: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, key])
 
 
-def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_dir: str | Path | None = None,
-                 trajectory_dir: str | Path | None = None, plot_dir: str | Path | None = None,
-                 only_pass: bool = False, on_step: Callable[[int], None] | None = None) -> Atoms | list:
+def screen_frame(
+    atoms: Atoms,
+    calc,
+    settings: ScreenSettings,
+    seed: int,
+    work_dir: str | Path | None = None,
+    trajectory_dir: str | Path | None = None,
+    plot_dir: str | Path | None = None,
+    only_pass: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> Atoms | list:
     """Filter, simulate and analyse one frame; returns it with ``md_*`` keys (or ``md_skipped``),
     or ``[]`` for a filtered frame with ``only_pass``. ``calc``: an ASE calculator, or a function
     returning one (called only when the frame passes the filters)."""
@@ -499,19 +544,28 @@ def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_d
     pos = run.positions[nvt][-n_win:]
     cells = run.cells[nvt][-n_win:]
     try:
-        result = analyze(sc.get_chemical_symbols(), pos, cells, dt, settings.md.temperature, mobile=mobile,
-                         fit_start_fs=settings.fit_start_ps * 1000,
-                         fit_end_fs=_fit_end_fs(settings.fit_end_ps),
-                         n_blocks=settings.n_blocks)
+        result = analyze(
+            sc.get_chemical_symbols(),
+            pos,
+            cells,
+            dt,
+            settings.md.temperature,
+            mobile=mobile,
+            fit_start_fs=settings.fit_start_ps * 1000,
+            fit_end_fs=_fit_end_fs(settings.fit_end_ps),
+            n_blocks=settings.n_blocks,
+        )
     except ValueError as exc:
         raise FrameError(f"frame {fid}: {exc}") from None
     info = out.info
     info.update(result_info(result, settings))
     others = ", ".join(f"D_{el} = {e.d:.1e}" for el, e in result.elements.items() if el != mobile)
-    log.info(f"{fid}: σ_{mobile} = {result.sigma:.0f} ± {result.sigma_err:.0f} mS/cm, D_{mobile} = "
-             f"{result.d(mobile):.2e} cm²/s, {others} ({run.steps} steps, {len(sc)} atoms)")
+    log.info(
+        f"{fid}: σ_{mobile} = {result.sigma:.0f} ± {result.sigma_err:.0f} mS/cm, D_{mobile} = "
+        f"{result.d(mobile):.2e} cm²/s, {others} ({run.steps} steps, {len(sc)} atoms)"
+    )
     npt = run.phase == 0
-    half = np.flatnonzero(npt)[np.count_nonzero(npt) // 2:] if npt.any() else np.array([], dtype=int)
+    half = np.flatnonzero(npt)[np.count_nonzero(npt) // 2 :] if npt.any() else np.array([], dtype=int)
     if len(half):
         info["md_volume_per_atom_npt"] = float(np.mean([abs(np.linalg.det(c)) for c in run.cells[half]]) / len(sc))
         info["md_pressure_mean_npt"] = float(np.nanmean(run.pressures[half]))
@@ -522,18 +576,33 @@ def screen_frame(atoms: Atoms, calc, settings: ScreenSettings, seed: int, work_d
     info["model"] = getattr(calc, "cscli_model", type(calc).__name__)
     info["seed"] = int(seed)
     md = settings.md
-    info["md_settings"] = json.dumps({
-        "temperature_K": md.temperature, "pressure_bar": md.pressure_bar, "npt_ps": md.npt_ps, "nvt_ps": md.nvt_ps,
-        "timestep_fs": md.timestep_fs, "sample_fs": dt, "tdamp_fs": md.tdamp_steps * md.timestep_fs,
-        "pdamp_fs": md.pdamp_steps * md.timestep_fs, "npt": run.npt_integrator, "nvt": run.nvt_integrator,
-        "min_length": settings.min_length, "n_blocks": result.n_blocks, "ase": ase.__version__,
-        "backend": _backend_version(calc),
-    }, sort_keys=True)
+    info["md_settings"] = json.dumps(
+        {
+            "temperature_K": md.temperature,
+            "pressure_bar": md.pressure_bar,
+            "npt_ps": md.npt_ps,
+            "nvt_ps": md.nvt_ps,
+            "timestep_fs": md.timestep_fs,
+            "sample_fs": dt,
+            "tdamp_fs": md.tdamp_steps * md.timestep_fs,
+            "pdamp_fs": md.pdamp_steps * md.timestep_fs,
+            "npt": run.npt_integrator,
+            "nvt": run.nvt_integrator,
+            "min_length": settings.min_length,
+            "n_blocks": result.n_blocks,
+            "ase": ase.__version__,
+            "backend": _backend_version(calc),
+        },
+        sort_keys=True,
+    )
     if trajectory_dir:
         write_trajectory(Path(trajectory_dir) / f"{_safe(fid)}.extxyz", sc, run, md)
     if plot_dir:
-        plot_msd(result, Path(plot_dir) / f"{_safe(fid)}.png", title=f"{fid} ({atoms.get_chemical_formula()}, "
-                 f"{md.temperature:g} K, {info['model']})")
+        plot_msd(
+            result,
+            Path(plot_dir) / f"{_safe(fid)}.png",
+            title=f"{fid} ({atoms.get_chemical_formula()}, {md.temperature:g} K, {info['model']})",
+        )
     if frame_dir is not None:
         (frame_dir / CHECKPOINT).unlink(missing_ok=True)
     return out
@@ -570,7 +639,7 @@ def plot_msd(result: DiffusionResult, path: Path, title: str = "") -> None:
     t_ps = result.lag_times_fs / 1000
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for el, e in result.elements.items():
-        line, = ax.plot(t_ps, e.msd, label=f"{el}: D = {e.d:.2e} ± {e.d_err:.1e} cm²/s")
+        (line,) = ax.plot(t_ps, e.msd, label=f"{el}: D = {e.d:.2e} ± {e.d_err:.1e} cm²/s")
         fit_t = np.linspace(result.fit_start_fs, result.fit_end_fs, 50)
         ax.plot(fit_t / 1000, 6 * e.d / 0.1 * fit_t + e.intercept, "--", color=line.get_color(), lw=1)
     ax.axvspan(result.fit_start_fs / 1000, result.fit_end_fs / 1000, color="0.9", zorder=0)
@@ -588,8 +657,9 @@ def plot_msd(result: DiffusionResult, path: Path, title: str = "") -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def analyze_trajectory(path: str, dt_fs: float, temperature: float, settings: ScreenSettings,
-                       plot_dir: str | Path | None = None) -> Atoms:
+def analyze_trajectory(
+    path: str, dt_fs: float, temperature: float, settings: ScreenSettings, plot_dir: str | Path | None = None
+) -> Atoms:
     """The md-screen analysis (no filters, no MD) of an ASE-readable trajectory whose consecutive
     frames are ``dt_fs`` apart; returns its last frame carrying the results."""
     import ase.io
@@ -615,7 +685,9 @@ def analyze_trajectory(path: str, dt_fs: float, temperature: float, settings: Sc
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{path}: cannot read as a trajectory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise DataError(
+            f"{path}: cannot read as a trajectory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if first is None or len(positions) < 3:
         raise DataError(f"{path}: {len(positions)} frame(s); a trajectory needs at least 3 frames")
     if not first.cell.rank == 3:
@@ -625,9 +697,17 @@ def analyze_trajectory(path: str, dt_fs: float, temperature: float, settings: Sc
     if mobile not in symbols:
         raise DataError(f"{path}: no {mobile} atoms in the trajectory ({first.get_chemical_formula()})")
     n_win = analysis_window(len(positions), dt_fs, settings.analysis_ps)
-    result = analyze(symbols, np.asarray(positions)[-n_win:], np.asarray(cells)[-n_win:], dt_fs, temperature,
-                     mobile=mobile, fit_start_fs=settings.fit_start_ps * 1000,
-                     fit_end_fs=_fit_end_fs(settings.fit_end_ps), n_blocks=settings.n_blocks)
+    result = analyze(
+        symbols,
+        np.asarray(positions)[-n_win:],
+        np.asarray(cells)[-n_win:],
+        dt_fs,
+        temperature,
+        mobile=mobile,
+        fit_start_fs=settings.fit_start_ps * 1000,
+        fit_end_fs=_fit_end_fs(settings.fit_end_ps),
+        n_blocks=settings.n_blocks,
+    )
     out = last.copy()
     out.calc = None
     out.info = {k: v for k, v in last.info.items() if k in ("id", "time_fs")}
@@ -638,8 +718,11 @@ def analyze_trajectory(path: str, dt_fs: float, temperature: float, settings: Sc
     out.info["md_timestep_fs"] = float(dt_fs)
     out.info["md_n_frames"] = len(positions)
     if plot_dir:
-        plot_msd(result, Path(plot_dir) / f"{_safe(str(out.info['id']))}.png",
-                 title=f"{Path(path).name} ({first.get_chemical_formula()}, {temperature:g} K)")
+        plot_msd(
+            result,
+            Path(plot_dir) / f"{_safe(str(out.info['id']))}.png",
+            title=f"{Path(path).name} ({first.get_chemical_formula()}, {temperature:g} K)",
+        )
     return out
 
 

@@ -104,8 +104,17 @@ class QHAFit:
     extra: dict = field(default_factory=dict)
 
 
-def fit_qha(volumes, energies, temperatures, free_energy, cv, entropy, pressures=(0.0,), eos: str = "vinet",
-            t_max: float | None = None) -> QHAFit:
+def fit_qha(
+    volumes,
+    energies,
+    temperatures,
+    free_energy,
+    cv,
+    entropy,
+    pressures=(0.0,),
+    eos: str = "vinet",
+    t_max: float | None = None,
+) -> QHAFit:
     """Run phonopy's QHA (``phonopy.qha.core.QHA``, the engine of ``PhonopyQHA``) once per pressure on one set of phonon results.
 
     ``free_energy`` (kJ/mol), ``cv`` and ``entropy`` (J/K/mol) are phonopy's per-cell arrays indexed
@@ -124,18 +133,41 @@ def fit_qha(volumes, energies, temperatures, free_energy, cv, entropy, pressures
     n_t = int(np.argmin(np.abs(temperatures - t_max))) + 1
     if n_t >= temperatures.size:
         raise UsageError("the thermal-property temperatures must extend one step beyond the last requested one")
-    rows: dict[str, list] = {k: [] for k in ("gibbs", "volume", "bulk_modulus", "thermal_expansion", "cp", "cp_poly",
-                                             "gruneisen", "helmholtz", "b0")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "gibbs",
+            "volume",
+            "bulk_modulus",
+            "thermal_expansion",
+            "cp",
+            "cp_poly",
+            "gruneisen",
+            "helmholtz",
+            "b0",
+        )
+    }
     pressures = np.atleast_1d(np.asarray(pressures, dtype=float))
     for p in pressures:
-        qha = QHA(volumes, energies, temperatures, np.asarray(cv, dtype=float), np.asarray(entropy, dtype=float),
-                  np.asarray(free_energy, dtype=float), pressure=float(p), eos=eos, t_max=t_max)
+        qha = QHA(
+            volumes,
+            energies,
+            temperatures,
+            np.asarray(cv, dtype=float),
+            np.asarray(entropy, dtype=float),
+            np.asarray(free_energy, dtype=float),
+            pressure=float(p),
+            eos=eos,
+            t_max=t_max,
+        )
         qha.run()
         gibbs = np.asarray(qha.gibbs_temperature, dtype=float)
         if gibbs.shape[0] != n_t:
             # PhonopyQHA skips temperatures where the EOS fit fails: the grid would no longer line up
-            raise FrameError(f"EOS fit ({eos}) failed at some temperature at p = {p:g} GPa "
-                             "(F(V) has no minimum inside the volume range?)")
+            raise FrameError(
+                f"EOS fit ({eos}) failed at some temperature at p = {p:g} GPa "
+                "(F(V) has no minimum inside the volume range?)"
+            )
         rows["gibbs"].append(gibbs)
         rows["volume"].append(np.asarray(qha.volume_temperature, dtype=float))
         rows["bulk_modulus"].append(np.asarray(qha.bulk_modulus_temperature, dtype=float))
@@ -146,10 +178,21 @@ def fit_qha(volumes, energies, temperatures, free_energy, cv, entropy, pressures
         rows["helmholtz"].append(np.asarray(qha.helmholtz_volume, dtype=float)[:n_t])
         rows["b0"].append(float(BulkModulus(volumes, energies, pressure=float(p), eos=eos).bulk_modulus))
     arr = {k: np.array(v) for k, v in rows.items()}
-    return QHAFit(temperatures=temperatures[:n_t], pressures=pressures, volumes=volumes, gibbs=arr["gibbs"],
-                  volume=arr["volume"], bulk_modulus=arr["bulk_modulus"], thermal_expansion=arr["thermal_expansion"],
-                  heat_capacity_p=arr["cp"], heat_capacity_p_polyfit=arr["cp_poly"], gruneisen=arr["gruneisen"],
-                  helmholtz_volume=arr["helmholtz"], static_bulk_modulus=arr["b0"], eos=eos)
+    return QHAFit(
+        temperatures=temperatures[:n_t],
+        pressures=pressures,
+        volumes=volumes,
+        gibbs=arr["gibbs"],
+        volume=arr["volume"],
+        bulk_modulus=arr["bulk_modulus"],
+        thermal_expansion=arr["thermal_expansion"],
+        heat_capacity_p=arr["cp"],
+        heat_capacity_p_polyfit=arr["cp_poly"],
+        gruneisen=arr["gruneisen"],
+        helmholtz_volume=arr["helmholtz"],
+        static_bulk_modulus=arr["b0"],
+        eos=eos,
+    )
 
 
 # ----------------------------------------------------------------------------- structures
@@ -170,8 +213,12 @@ def supercell_matrix(cell, min_length: float) -> np.ndarray:
 def to_phonopy_atoms(atoms: Atoms):
     from phonopy.structure.atoms import PhonopyAtoms
 
-    return PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.array(atoms.cell),
-                        scaled_positions=atoms.get_scaled_positions(wrap=False), masses=atoms.get_masses())
+    return PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=np.array(atoms.cell),
+        scaled_positions=atoms.get_scaled_positions(wrap=False),
+        masses=atoms.get_masses(),
+    )
 
 
 def to_ase_atoms(cell) -> Atoms:
@@ -208,8 +255,11 @@ def batched_backend(calc) -> str | None:
         from sevenn.nn.sequential import AtomGraphSequential
     except ImportError:  # pragma: no cover - sevenn is a core dependency
         return None
-    if (isinstance(calc, SevenNetCalculator) and isinstance(getattr(calc, "model", None), AtomGraphSequential)
-            and not getattr(calc, "modal", None)):
+    if (
+        isinstance(calc, SevenNetCalculator)
+        and isinstance(getattr(calc, "model", None), AtomGraphSequential)
+        and not getattr(calc, "modal", None)
+    ):
         return "sevennet-batch"
     return None
 
@@ -228,15 +278,16 @@ def _sevennet_batch_forces(calc, structures: list[Atoms], batch_size: int) -> li
     model.set_is_batch_data(True)
     try:
         for start in range(0, len(structures), batch_size):
-            chunk = structures[start:start + batch_size]
-            graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(a, calc.cutoff, with_shift=False))
-                      for a in chunk]
+            chunk = structures[start : start + batch_size]
+            graphs = [
+                AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(a, calc.cutoff, with_shift=False)) for a in chunk
+            ]
             batch = Batch.from_data_list(graphs).to(calc.device)
             with torch.enable_grad():
                 result = model(batch)
             forces = result[KEY.PRED_FORCE].detach().cpu().numpy()
             offsets = np.cumsum([0] + [len(a) for a in chunk])
-            out.extend(forces[offsets[i]:offsets[i + 1]].astype(float) for i in range(len(chunk)))
+            out.extend(forces[offsets[i] : offsets[i + 1]].astype(float) for i in range(len(chunk)))
     finally:
         model.set_is_batch_data(False)
     return out
@@ -291,8 +342,9 @@ class QHASettings:
 
     def check(self) -> None:
         if len(self.scales) < self.min_volumes:
-            raise UsageError(f"--scales gives {len(self.scales)} volumes; the EOS fit needs at least "
-                             f"{self.min_volumes}")
+            raise UsageError(
+                f"--scales gives {len(self.scales)} volumes; the EOS fit needs at least {self.min_volumes}"
+            )
         if any(s <= 0 for s in self.scales):
             raise UsageError("--scales: scale factors must be positive")
         if self.eos not in EOS_NAMES:
@@ -304,17 +356,34 @@ class QHASettings:
 
     def key(self, model: str) -> str:
         """Hash of what the cached per-volume force sets depend on."""
-        text = json.dumps({"model": model, "min_length": self.min_length, "displacement": self.displacement,
-                           "prerelax": self.prerelax, "prerelax_fmax": self.prerelax_fmax, "fmax": self.fmax,
-                           "steps": self.steps}, sort_keys=True)
+        text = json.dumps(
+            {
+                "model": model,
+                "min_length": self.min_length,
+                "displacement": self.displacement,
+                "prerelax": self.prerelax,
+                "prerelax_fmax": self.prerelax_fmax,
+                "fmax": self.fmax,
+                "steps": self.steps,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
     def as_dict(self) -> dict:
-        return {"scales": [float(s) for s in self.scales], "eos": self.eos, "min_length": self.min_length,
-                "mesh": self.mesh if isinstance(self.mesh, float) else [int(m) for m in self.mesh],
-                "displacement": self.displacement, "prerelax": self.prerelax, "prerelax_fmax": self.prerelax_fmax,
-                "fmax": self.fmax, "steps": self.steps, "imaginary_tol": self.imaginary_tol,
-                "min_volumes": self.min_volumes}
+        return {
+            "scales": [float(s) for s in self.scales],
+            "eos": self.eos,
+            "min_length": self.min_length,
+            "mesh": self.mesh if isinstance(self.mesh, float) else [int(m) for m in self.mesh],
+            "displacement": self.displacement,
+            "prerelax": self.prerelax,
+            "prerelax_fmax": self.prerelax_fmax,
+            "fmax": self.fmax,
+            "steps": self.steps,
+            "imaginary_tol": self.imaginary_tol,
+            "min_volumes": self.min_volumes,
+        }
 
 
 @dataclass
@@ -367,14 +436,21 @@ def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> d
         warnings.filterwarnings("ignore", message=".*acoustic mode.*at Gamma")
         phonon.run_thermal_properties(temperatures=temperatures)
     tp = phonon.thermal_properties
-    return {"min_frequency": float(min(freqs.min(), gamma.min())), "free_energy": np.asarray(tp.free_energy),
-            "entropy": np.asarray(tp.entropy), "heat_capacity": np.asarray(tp.heat_capacity),
-            "mesh": [int(m) for m in phonon.mesh_numbers]}
+    return {
+        "min_frequency": float(min(freqs.min(), gamma.min())),
+        "free_energy": np.asarray(tp.free_energy),
+        "entropy": np.asarray(tp.entropy),
+        "heat_capacity": np.asarray(tp.heat_capacity),
+        "mesh": [int(m) for m in phonon.mesh_numbers],
+    }
 
 
 def _atoms_to_json(atoms: Atoms) -> dict:
-    return {"cell": np.array(atoms.cell).tolist(), "numbers": atoms.numbers.tolist(),
-            "scaled_positions": atoms.get_scaled_positions(wrap=False).tolist()}
+    return {
+        "cell": np.array(atoms.cell).tolist(),
+        "numbers": atoms.numbers.tolist(),
+        "scaled_positions": atoms.get_scaled_positions(wrap=False).tolist(),
+    }
 
 
 def _atoms_from_json(data: dict) -> Atoms:
@@ -386,25 +462,40 @@ def _atoms_from_json(data: dict) -> Atoms:
 def _point_to_json(point: VolumePoint) -> dict:
     from cscli.core.frames import to_builtin
 
-    return to_builtin({**_atoms_to_json(point.atoms), "scale": point.scale, "energy": point.energy,
-                       "converged": point.converged, "dataset": point.dataset})
+    return to_builtin(
+        {
+            **_atoms_to_json(point.atoms),
+            "scale": point.scale,
+            "energy": point.energy,
+            "converged": point.converged,
+            "dataset": point.dataset,
+        }
+    )
 
 
 def _point_from_json(data: dict) -> VolumePoint:
     dataset = data["dataset"]
-    dataset = {**dataset, "first_atoms": [
-        {**d, "displacement": np.array(d["displacement"]), "forces": np.array(d["forces"])}
-        for d in dataset["first_atoms"]]}
-    return VolumePoint(float(data["scale"]), _atoms_from_json(data), float(data["energy"]), dataset,
-                       bool(data["converged"]))
+    dataset = {
+        **dataset,
+        "first_atoms": [
+            {**d, "displacement": np.array(d["displacement"]), "forces": np.array(d["forces"])}
+            for d in dataset["first_atoms"]
+        ],
+    }
+    return VolumePoint(
+        float(data["scale"]), _atoms_from_json(data), float(data["energy"]), dataset, bool(data["converged"])
+    )
 
 
 def frame_cache_dir(work_dir: str | os.PathLike, atoms: Atoms, settings: QHASettings, model: str) -> Path:
     """``WORK_DIR/<id>-<hash>``: the hash covers the settings, the model and the input structure."""
     frame_id = str(atoms.info.get("id", "frame"))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in frame_id)[:80]
-    structure = json.dumps(np.round(np.concatenate([np.array(atoms.cell).ravel(), atoms.get_scaled_positions().ravel(),
-                                                    atoms.numbers]), 6).tolist())
+    structure = json.dumps(
+        np.round(
+            np.concatenate([np.array(atoms.cell).ravel(), atoms.get_scaled_positions().ravel(), atoms.numbers]), 6
+        ).tolist()
+    )
     digest = hashlib.sha1((settings.key(model) + structure).encode()).hexdigest()[:12]
     return Path(work_dir) / f"{safe}-{digest}"
 
@@ -427,8 +518,9 @@ class FrameQHA:
     fit_ok: np.ndarray | None = None  # (nP, nT) bool: the EOS minimum is backed by the computed volumes
 
 
-def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.PathLike | None = None,
-              model: str | None = None) -> FrameQHA:
+def qha_frame(
+    atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.PathLike | None = None, model: str | None = None
+) -> FrameQHA:
     """The whole QHA pipeline of one frame (see the module docstring)."""
     from cscli.explore.relax import relax_atoms
 
@@ -448,8 +540,10 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
         if settings.prerelax:
             atoms0 = relax_atoms(start, calc, fmax=settings.prerelax_fmax, steps=settings.steps)
             if not atoms0.info.get("relax_converged"):
-                log.warning(f"frame {fid}: pre-relaxation not converged to fmax {settings.prerelax_fmax} eV/Å "
-                            f"in {settings.steps} steps (fmax {atoms0.info.get('relax_fmax', float('nan')):.2g})")
+                log.warning(
+                    f"frame {fid}: pre-relaxation not converged to fmax {settings.prerelax_fmax} eV/Å "
+                    f"in {settings.steps} steps (fmax {atoms0.info.get('relax_fmax', float('nan')):.2g})"
+                )
         atoms0 = _atoms_from_json(_atoms_to_json(atoms0))  # a bare copy: no info, no calculator
         if start_file is not None:
             _atomic_write(start_file, _atoms_to_json(atoms0))
@@ -467,8 +561,9 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
             if path is not None:
                 _atomic_write(path, _point_to_json(point))
         if not point.converged:
-            log.warning(f"frame {fid}: fixed-volume relaxation at scale {scale:.4f} not converged "
-                        f"to fmax {settings.fmax} eV/Å")
+            log.warning(
+                f"frame {fid}: fixed-volume relaxation at scale {scale:.4f} not converged to fmax {settings.fmax} eV/Å"
+            )
         points.append(point)
         thermals.append(thermal_of(point, smatrix, settings.mesh, t_grid))
         point.phonon = None  # force constants of large supercells need not stay in memory
@@ -478,40 +573,57 @@ def qha_frame(atoms: Atoms, calc, settings: QHASettings, work_dir: str | os.Path
     if unstable:
         lowest = min(min_freq.values())
         if len(keep) < settings.min_volumes:
-            raise FrameError(f"imaginary modes at {len(unstable)} of {len(points)} volumes (lowest {lowest:.2f} THz, "
-                             f"scales {', '.join(f'{s:g}' for s in unstable)}): only {len(keep)} stable volumes "
-                             f"remain, the fit needs {settings.min_volumes}")
-        log.warning(f"frame {fid}: imaginary modes at scales {', '.join(f'{s:g}' for s in unstable)} (lowest "
-                    f"{lowest:.2f} THz): those volumes are left out of the fit ({len(keep)} remain)")
+            raise FrameError(
+                f"imaginary modes at {len(unstable)} of {len(points)} volumes (lowest {lowest:.2f} THz, "
+                f"scales {', '.join(f'{s:g}' for s in unstable)}): only {len(keep)} stable volumes "
+                f"remain, the fit needs {settings.min_volumes}"
+            )
+        log.warning(
+            f"frame {fid}: imaginary modes at scales {', '.join(f'{s:g}' for s in unstable)} (lowest "
+            f"{lowest:.2f} THz): those volumes are left out of the fit ({len(keep)} remain)"
+        )
     volumes = np.array([points[i].atoms.get_volume() for i in keep])
     energies = np.array([points[i].energy for i in keep])
     free_energy = np.array([thermals[i]["free_energy"] for i in keep]).T
     entropy = np.array([thermals[i]["entropy"] for i in keep]).T
     cv = np.array([thermals[i]["heat_capacity"] for i in keep]).T
-    fit = fit_qha(volumes, energies, t_grid, free_energy, cv, entropy, settings.pressures, settings.eos,
-                  t_max=float(t_req[-1]))
+    fit = fit_qha(
+        volumes, energies, t_grid, free_energy, cv, entropy, settings.pressures, settings.eos, t_max=float(t_req[-1])
+    )
     # an EOS fit whose minimum lies far below every computed point invented it (phonopy's fit can
     # run away when F(V) has no minimum inside the volumes): such (T, p) points are not trusted
     dip = (fit.helmholtz_volume.min(axis=2) - fit.gibbs) / len(atoms0)
     fit_ok = dip < FIT_DIP_TOL
     if not fit_ok.all():
         _, t_idx = np.nonzero(~fit_ok)
-        log.warning(f"frame {fid}: the {settings.eos} fit is unreliable at {int((~fit_ok).sum())} (T, p) points "
-                    f"from T={fit.temperatures[t_idx.min()]:g} K (its minimum lies {1e3 * dip.max():.0f} meV/atom "
-                    "below every computed volume): qha_fit_ok marks them, hull --at refuses them; widen --scales or "
-                    "refine --mesh")
+        log.warning(
+            f"frame {fid}: the {settings.eos} fit is unreliable at {int((~fit_ok).sum())} (T, p) points "
+            f"from T={fit.temperatures[t_idx.min()]:g} K (its minimum lies {1e3 * dip.max():.0f} meV/atom "
+            "below every computed volume): qha_fit_ok marks them, hull --at refuses them; widen --scales or "
+            "refine --mesh"
+        )
     lo, hi = volumes.min(), volumes.max()
     outside = (fit.volume < lo) | (fit.volume > hi)
     if outside.any():
         p_idx, t_idx = np.nonzero(outside)
-        log.warning(f"frame {fid}: the equilibrium volume leaves the sampled range [{lo:.2f}, {hi:.2f}] Å³ at "
-                    f"{int(outside.sum())} (T, p) points (e.g. T={fit.temperatures[t_idx[0]]:g} K, "
-                    f"p={fit.pressures[p_idx[0]]:g} GPa): G there is extrapolated; widen --scales")
-    return FrameQHA(fit=fit, n_atoms=len(atoms0), scales_used=[float(points[i].scale) for i in keep],
-                    min_frequency=min_freq, imaginary=bool(unstable), energies={float(p.scale): p.energy for p in points},
-                    volumes={float(p.scale): float(p.atoms.get_volume()) for p in points},
-                    supercell=[int(x) for x in np.diag(smatrix)], mesh=thermals[0]["mesh"], atoms0=atoms0,
-                    fit_ok=fit_ok)
+        log.warning(
+            f"frame {fid}: the equilibrium volume leaves the sampled range [{lo:.2f}, {hi:.2f}] Å³ at "
+            f"{int(outside.sum())} (T, p) points (e.g. T={fit.temperatures[t_idx[0]]:g} K, "
+            f"p={fit.pressures[p_idx[0]]:g} GPa): G there is extrapolated; widen --scales"
+        )
+    return FrameQHA(
+        fit=fit,
+        n_atoms=len(atoms0),
+        scales_used=[float(points[i].scale) for i in keep],
+        min_frequency=min_freq,
+        imaginary=bool(unstable),
+        energies={float(p.scale): p.energy for p in points},
+        volumes={float(p.scale): float(p.atoms.get_volume()) for p in points},
+        supercell=[int(x) for x in np.diag(smatrix)],
+        mesh=thermals[0]["mesh"],
+        atoms0=atoms0,
+        fit_ok=fit_ok,
+    )
 
 
 def _atomic_write(path: Path, data: dict) -> None:
@@ -536,16 +648,24 @@ def qha_info(result: FrameQHA) -> dict:
         "qha_min_frequency": [result.min_frequency[s] for s in sorted(result.min_frequency)],
         "qha_scales": sorted(result.min_frequency),
         "qha_imaginary": bool(result.imaginary),
-        "qha_fit_ok": (result.fit_ok.T.tolist() if result.fit_ok is not None
-                       else np.ones((fit.temperatures.size, fit.pressures.size), bool).tolist()),
+        "qha_fit_ok": (
+            result.fit_ok.T.tolist()
+            if result.fit_ok is not None
+            else np.ones((fit.temperatures.size, fit.pressures.size), bool).tolist()
+        ),
         "qha_eos": fit.eos,
         "qha_supercell": result.supercell,
         "qha_mesh": result.mesh,
     }
 
 
-BACKEND_PACKAGES = {"sevennet": "sevenn", "chgnet": "chgnet", "mattersim": "mattersim", "deepmd": "deepmd-kit",
-                    "mace": "mace-torch"}
+BACKEND_PACKAGES = {
+    "sevennet": "sevenn",
+    "chgnet": "chgnet",
+    "mattersim": "mattersim",
+    "deepmd": "deepmd-kit",
+    "mace": "mace-torch",
+}
 
 
 def qha_provenance(calc, settings: QHASettings) -> str:
@@ -568,10 +688,20 @@ def qha_provenance(calc, settings: QHASettings) -> str:
         except PackageNotFoundError:
             return None
 
-    return json.dumps({**settings.as_dict(), "model": model, "backend": backend,
-                       "backend_version": _version(package), "phonopy_version": _version("phonopy"),
-                       "force_evaluation": (f"{batched_backend(calc)} (batch {settings.batch_size})"
-                                            if batched_backend(calc) and settings.batch_size > 1 else "sequential")})
+    return json.dumps(
+        {
+            **settings.as_dict(),
+            "model": model,
+            "backend": backend,
+            "backend_version": _version(package),
+            "phonopy_version": _version("phonopy"),
+            "force_evaluation": (
+                f"{batched_backend(calc)} (batch {settings.batch_size})"
+                if batched_backend(calc) and settings.batch_size > 1
+                else "sequential"
+            ),
+        }
+    )
 
 
 def plot_frame(result: FrameQHA, path, title: str = "", n_curves: int = 7) -> None:
@@ -631,21 +761,22 @@ def gibbs_at(atoms: Atoms, temperature: float, pressure: float) -> float:
     gibbs = np.asarray(info_json(atoms, "qha_gibbs_per_atom"), dtype=float).reshape(temps.size, press.size)
     tol = 1e-9
     if not (temps[0] - tol <= temperature <= temps[-1] + tol):
-        raise FrameError(f"frame {fid}: T = {temperature:g} K is outside its qha grid "
-                         f"({temps[0]:g}–{temps[-1]:g} K)")
+        raise FrameError(f"frame {fid}: T = {temperature:g} K is outside its qha grid ({temps[0]:g}–{temps[-1]:g} K)")
     if not (press[0] - tol <= pressure <= press[-1] + tol):
-        raise FrameError(f"frame {fid}: p = {pressure:g} GPa is outside its qha grid "
-                         f"({press[0]:g}–{press[-1]:g} GPa)")
+        raise FrameError(f"frame {fid}: p = {pressure:g} GPa is outside its qha grid ({press[0]:g}–{press[-1]:g} GPa)")
     if "qha_fit_ok" in atoms.info:  # the grid points around (T, p) must come from trusted fits
         ok = np.asarray(info_json(atoms, "qha_fit_ok"), dtype=bool).reshape(temps.size, press.size)
+
         def around(grid, x):  # the grid points an interpolation at x uses
             lo = max(0, int(np.searchsorted(grid, x, "right")) - 1)
             return slice(lo, max(lo, min(grid.size - 1, int(np.searchsorted(grid, x, "left")))) + 1)
 
         if not ok[around(temps, temperature), around(press, pressure)].all():
-            raise FrameError(f"frame {fid}: G({temperature:g} K, {pressure:g} GPa) comes from an unreliable EOS fit "
-                             "(qha_fit_ok false: F(V) has no minimum inside the computed volumes); rerun cscli qha "
-                             "with wider --scales or a finer --mesh")
+            raise FrameError(
+                f"frame {fid}: G({temperature:g} K, {pressure:g} GPa) comes from an unreliable EOS fit "
+                "(qha_fit_ok false: F(V) has no minimum inside the computed volumes); rerun cscli qha "
+                "with wider --scales or a finer --mesh"
+            )
     # interpolate in T at each pressure, then in p
     along_t = np.array([np.interp(temperature, temps, gibbs[:, j]) for j in range(press.size)])
     value = float(np.interp(pressure, press, along_t)) if press.size > 1 else float(along_t[0])
@@ -654,6 +785,21 @@ def gibbs_at(atoms: Atoms, temperature: float, pressure: float) -> float:
     return value
 
 
-__all__ = ["EOS_NAMES", "FrameQHA", "QHAFit", "QHASettings", "compute_volume", "evaluate_forces",
-           "extended_temperatures", "fit_qha", "gibbs_at", "parse_grid", "qha_frame", "qha_info",
-           "relax_fixed_volume", "scaled_cell", "supercell_matrix", "thermal_of"]
+__all__ = [
+    "EOS_NAMES",
+    "FrameQHA",
+    "QHAFit",
+    "QHASettings",
+    "compute_volume",
+    "evaluate_forces",
+    "extended_temperatures",
+    "fit_qha",
+    "gibbs_at",
+    "parse_grid",
+    "qha_frame",
+    "qha_info",
+    "relax_fixed_volume",
+    "scaled_cell",
+    "supercell_matrix",
+    "thermal_of",
+]

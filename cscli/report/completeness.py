@@ -182,16 +182,26 @@ def load_iteration(folder: str | Path, index: int = 0) -> IterationData:
     generated = _frames(f["generated"])
     relaxed = _frames(f["relaxed"])
     data = IterationData(
-        folder=folder, iteration=iteration_number(folder, generated or relaxed, index),
-        generated=generated, relaxed=relaxed, relax_failed=_frames(f["relax_failed"]), hull=_frames(f["hull"]),
-        sun=_frames(f["sun"]), selected=_frames(f["selected"]), labelled=_frames(f["labelled"]),
-        catalogue=_catalogue(f["catalogue"]), eval_before=_json(f["eval_before"]), eval_after=_json(f["eval_after"]),
+        folder=folder,
+        iteration=iteration_number(folder, generated or relaxed, index),
+        generated=generated,
+        relaxed=relaxed,
+        relax_failed=_frames(f["relax_failed"]),
+        hull=_frames(f["hull"]),
+        sun=_frames(f["sun"]),
+        selected=_frames(f["selected"]),
+        labelled=_frames(f["labelled"]),
+        catalogue=_catalogue(f["catalogue"]),
+        eval_before=_json(f["eval_before"]),
+        eval_after=_json(f["eval_after"]),
         hull_dft=_frames(f["hull_dft"]),
         hull_ff=_frames(f["hull_ff"]) if f["hull_ff"].is_file() else _frames(f["selected"]),
     )
     if all(getattr(data, k) is None for k in ("generated", "relaxed", "hull", "sun", "labelled", "catalogue")):
-        raise DataError(f"{folder}: none of {', '.join(FILES[k] for k in ('generated', 'relaxed', 'sun', 'labelled'))}"
-                        " is there; is this an iteration folder of scripts/loop.sh?")
+        raise DataError(
+            f"{folder}: none of {', '.join(FILES[k] for k in ('generated', 'relaxed', 'sun', 'labelled'))}"
+            " is there; is this an iteration folder of scripts/loop.sh?"
+        )
     return data
 
 
@@ -205,8 +215,14 @@ def _count(frames) -> int | None:
 def sun_counts(frames: Sequence[Atoms] | None) -> dict:
     """Counts of the S, U, N and S.U.N. flags and each over the frames assessed."""
     if frames is None:
-        return {"assessed": None, "stable": None, "unique": None, "novel": None, "sun": None,
-                "ratios": {k: None for k in ("stable", "unique", "novel", "sun")}}
+        return {
+            "assessed": None,
+            "stable": None,
+            "unique": None,
+            "novel": None,
+            "sun": None,
+            "ratios": {k: None for k in ("stable", "unique", "novel", "sun")},
+        }
     n = len(frames)
     out = {"assessed": n}
     for key in ("stable", "unique", "novel", "sun"):
@@ -231,9 +247,17 @@ def e_hull_stats(values: Sequence[float]) -> dict:
         return {"n": 0}
     v = np.asarray(values, dtype=float)
     q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
-    return {"n": int(len(v)), "min": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]),
-            "max": float(q[4]), "mean": float(v.mean()), "below_0": float(np.mean(v < 0)),
-            "below_0.1": float(np.mean(v < 0.1))}
+    return {
+        "n": int(len(v)),
+        "min": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "max": float(q[4]),
+        "mean": float(v.mean()),
+        "below_0": float(np.mean(v < 0)),
+        "below_0.1": float(np.mean(v < 0.1)),
+    }
 
 
 def is_dft(atoms: Atoms) -> bool:
@@ -260,9 +284,22 @@ def classification(pred: Sequence[float], true: Sequence[float], threshold: floa
     prevalence = (tp + fn) / n
     daf = precision / prevalence if precision is not None and prevalence > 0 else None
     err = p - t
-    return {"n": n, "threshold": threshold, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision,
-            "recall": recall, "f1": f1, "prevalence": prevalence, "daf": daf,
-            "accuracy": (tp + tn) / n, "rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
+    return {
+        "n": n,
+        "threshold": threshold,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "prevalence": prevalence,
+        "daf": daf,
+        "accuracy": (tp + tn) / n,
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+    }
 
 
 def e_hull_pairs(dft: Sequence[Atoms] | None, ff: Sequence[Atoms] | None) -> tuple[list[str], list[float], list[float]]:
@@ -293,10 +330,18 @@ def _rmse(report: dict | None, quantity: str) -> float | None:
 
 def errors(before: dict | None, after: dict | None) -> dict:
     return {
-        "before": {"model": (before or {}).get("model"), "energy_per_atom_rmse": _rmse(before, "energy_per_atom"),
-                   "forces_rmse": _rmse(before, "forces"), "frames": (before or {}).get("frames_evaluated")},
-        "after": {"model": (after or {}).get("model"), "energy_per_atom_rmse": _rmse(after, "energy_per_atom"),
-                  "forces_rmse": _rmse(after, "forces"), "frames": (after or {}).get("frames_evaluated")},
+        "before": {
+            "model": (before or {}).get("model"),
+            "energy_per_atom_rmse": _rmse(before, "energy_per_atom"),
+            "forces_rmse": _rmse(before, "forces"),
+            "frames": (before or {}).get("frames_evaluated"),
+        },
+        "after": {
+            "model": (after or {}).get("model"),
+            "energy_per_atom_rmse": _rmse(after, "energy_per_atom"),
+            "forces_rmse": _rmse(after, "forces"),
+            "frames": (after or {}).get("frames_evaluated"),
+        },
     }
 
 
@@ -343,8 +388,12 @@ def _delta(y: np.ndarray, x: np.ndarray, h: float, threshold: float) -> dict:
         return {"n": int(len(y)), "mean": None, "median": None, "overlap": None}
     dh = delta_entropy(y, x, h, method="auto")
     finite = dh[np.isfinite(dh)]
-    return {"n": int(len(y)), "mean": float(finite.mean()) if len(finite) else None,
-            "median": float(np.median(dh)), "overlap": float(np.mean(dh < threshold))}
+    return {
+        "n": int(len(y)),
+        "mean": float(finite.mean()) if len(finite) else None,
+        "median": float(np.median(dh)),
+        "overlap": float(np.mean(dh < threshold)),
+    }
 
 
 # ----------------------------------------------------------------------------- the report
@@ -364,8 +413,18 @@ def build_report(folders: Sequence[str | Path], settings: Settings | None = None
     prev_h_dft = None
     prev_n_dft = 0
     all_e_hull: list[float] = []
-    cum = {"generated": 0, "relaxed": 0, "failed": 0, "assessed": 0, "stable": 0, "unique": 0, "novel": 0,
-           "sun": 0, "labelled_frames": 0, "dft_frames": 0}
+    cum = {
+        "generated": 0,
+        "relaxed": 0,
+        "failed": 0,
+        "assessed": 0,
+        "stable": 0,
+        "unique": 0,
+        "novel": 0,
+        "sun": 0,
+        "labelled_frames": 0,
+        "dft_frames": 0,
+    }
     pairs_all: tuple[list, list, list] = ([], [], [])
     for d in data:
         log.info("iteration %d (%s)", d.iteration, d.folder)
@@ -408,11 +467,19 @@ def build_report(folders: Sequence[str | Path], settings: Settings | None = None
             dh_dn = None
             if prev_h_dft is not None and h_dft_cum is not None and n_dft_cum > prev_n_dft:
                 dh_dn = (h_dft_cum - prev_h_dft) / (n_dft_cum - prev_n_dft)
-            row["entropy"] = {"H_generated": _entropy(xg, h), "H_dft": _entropy(xd, h),
-                              "H_dft_cumulative": h_dft_cum, "labelled_cumulative": n_dft_cum, "dH_dN": dh_dn,
-                              "environments_generated": int(len(xg)), "environments_dft": int(len(xd))}
-            row["delta_entropy"] = {"generated": _delta(xg, prev_g, h, settings.dh_threshold),
-                                    "dft": _delta(xd, prev_d, h, settings.dh_threshold)}
+            row["entropy"] = {
+                "H_generated": _entropy(xg, h),
+                "H_dft": _entropy(xd, h),
+                "H_dft_cumulative": h_dft_cum,
+                "labelled_cumulative": n_dft_cum,
+                "dH_dN": dh_dn,
+                "environments_generated": int(len(xg)),
+                "environments_dft": int(len(xd)),
+            }
+            row["delta_entropy"] = {
+                "generated": _delta(xg, prev_g, h, settings.dh_threshold),
+                "dft": _delta(xd, prev_d, h, settings.dh_threshold),
+            }
             earlier_gen.append(xg)
             earlier_dft.append(xd)
             prev_h_dft, prev_n_dft = h_dft_cum, n_dft_cum
@@ -425,7 +492,9 @@ def build_report(folders: Sequence[str | Path], settings: Settings | None = None
         "ratios": {k: (cum[k] / a if a else None) for k in ("stable", "unique", "novel", "sun")},
         "e_hull": e_hull_stats(all_e_hull),
         "motifs": dict(rows[-1]["motifs"]) if rows else None,
-        "e_hull_dft_vs_ff": classification(pairs_all[1], pairs_all[2], settings.stable_threshold) if pairs_all[0] else None,
+        "e_hull_dft_vs_ff": classification(pairs_all[1], pairs_all[2], settings.stable_threshold)
+        if pairs_all[0]
+        else None,
     }
     if settings.entropy:
         xg_all = np.concatenate(earlier_gen) if earlier_gen else np.zeros((0, 63), np.float32)
@@ -450,16 +519,24 @@ def convergence(rows: list[dict], settings: Settings) -> dict:
     before = (last.get("errors") or {}).get("before") or {}
     f_rmse, e_rmse = before.get("forces_rmse"), before.get("energy_per_atom_rmse")
     criteria = {
-        "dH_dN": {"value": dh_dn, "threshold": settings.max_dh_dn,
-                  "met": dh_dn is not None and dh_dn < settings.max_dh_dn},
+        "dH_dN": {
+            "value": dh_dn,
+            "threshold": settings.max_dh_dn,
+            "met": dh_dn is not None and dh_dn < settings.max_dh_dn,
+        },
         "no_new_motifs": {"value": new, "met": new == 0},
-        "force_rmse": {"value": f_rmse, "threshold": settings.force_rmse_target,
-                       "met": f_rmse is not None and f_rmse < settings.force_rmse_target},
-        "energy_rmse": {"value": e_rmse, "threshold": settings.energy_rmse_target,
-                        "met": e_rmse is not None and e_rmse < settings.energy_rmse_target},
+        "force_rmse": {
+            "value": f_rmse,
+            "threshold": settings.force_rmse_target,
+            "met": f_rmse is not None and f_rmse < settings.force_rmse_target,
+        },
+        "energy_rmse": {
+            "value": e_rmse,
+            "threshold": settings.energy_rmse_target,
+            "met": e_rmse is not None and e_rmse < settings.energy_rmse_target,
+        },
     }
-    return {"converged": all(c["met"] for c in criteria.values()), "iteration": last["iteration"],
-            "criteria": criteria}
+    return {"converged": all(c["met"] for c in criteria.values()), "iteration": last["iteration"], "criteria": criteria}
 
 
 def _definitions() -> dict:
@@ -469,7 +546,7 @@ def _definitions() -> dict:
         "dH_dN": "change of H of all labelled frames per labelled frame added, nats/frame",
         "delta_entropy.overlap": "fraction of this iteration's environments with dH(y|earlier) below dh_threshold",
         "e_hull_dft_vs_ff": "pre-screen (force field) vs DFT call of stable (E_hull < threshold); Matbench Discovery "
-                            "precision, recall, F1, DAF = precision / prevalence",
+        "precision, recall, F1, DAF = precision / prevalence",
     }
 
 
@@ -488,42 +565,112 @@ def _fmt(v, spec="{:.3g}") -> str:
 
 def markdown_table(report: dict) -> str:
     """One row per iteration (plus the cumulative row): the summary a person reads first."""
-    head = ["iter", "generated", "relaxed", "failed", "S", "U", "N", "S.U.N.", "S.U.N. %", "E_hull median",
-            "DFT frames", "H gen", "H DFT cum", "dH/dN", "overlap", "new motifs", "motifs",
-            "F RMSE before", "F RMSE after", "E RMSE before", "E RMSE after"]
+    head = [
+        "iter",
+        "generated",
+        "relaxed",
+        "failed",
+        "S",
+        "U",
+        "N",
+        "S.U.N.",
+        "S.U.N. %",
+        "E_hull median",
+        "DFT frames",
+        "H gen",
+        "H DFT cum",
+        "dH/dN",
+        "overlap",
+        "new motifs",
+        "motifs",
+        "F RMSE before",
+        "F RMSE after",
+        "E RMSE before",
+        "E RMSE after",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in report["iterations"]:
         ent = r.get("entropy") or {}
         dh = (r.get("delta_entropy") or {}).get("generated") or {}
         err = r["errors"]
         ratio = r["ratios"]["sun"]
-        cells = [r["iteration"], r["generated"], r["relaxed"], r["failed"], r["stable"], r["unique"], r["novel"], r["sun"],
-                 None if ratio is None else f"{100 * ratio:.0f}", _fmt(r["e_hull"].get("median")), r["dft_frames"],
-                 _fmt(ent.get("H_generated")), _fmt(ent.get("H_dft_cumulative")), _fmt(ent.get("dH_dN")),
-                 _fmt(dh.get("overlap")), r["motifs"]["new"], r["motifs"]["total"],
-                 _fmt(err["before"]["forces_rmse"]), _fmt(err["after"]["forces_rmse"]),
-                 _fmt(err["before"]["energy_per_atom_rmse"]), _fmt(err["after"]["energy_per_atom_rmse"])]
+        cells = [
+            r["iteration"],
+            r["generated"],
+            r["relaxed"],
+            r["failed"],
+            r["stable"],
+            r["unique"],
+            r["novel"],
+            r["sun"],
+            None if ratio is None else f"{100 * ratio:.0f}",
+            _fmt(r["e_hull"].get("median")),
+            r["dft_frames"],
+            _fmt(ent.get("H_generated")),
+            _fmt(ent.get("H_dft_cumulative")),
+            _fmt(ent.get("dH_dN")),
+            _fmt(dh.get("overlap")),
+            r["motifs"]["new"],
+            r["motifs"]["total"],
+            _fmt(err["before"]["forces_rmse"]),
+            _fmt(err["after"]["forces_rmse"]),
+            _fmt(err["before"]["energy_per_atom_rmse"]),
+            _fmt(err["after"]["energy_per_atom_rmse"]),
+        ]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     c = report["cumulative"]
     ratio = c["ratios"]["sun"]
     ent = c.get("entropy") or {}
-    cells = ["all", c["generated"], c["relaxed"], c["failed"], c["stable"], c["unique"], c["novel"], c["sun"],
-             None if ratio is None else f"{100 * ratio:.0f}", _fmt(c["e_hull"].get("median")), c["dft_frames"],
-             _fmt(ent.get("H_generated")), _fmt(ent.get("H_dft")), "", "", (c.get("motifs") or {}).get("found"),
-             (c.get("motifs") or {}).get("total"), "", "", "", ""]
+    cells = [
+        "all",
+        c["generated"],
+        c["relaxed"],
+        c["failed"],
+        c["stable"],
+        c["unique"],
+        c["novel"],
+        c["sun"],
+        None if ratio is None else f"{100 * ratio:.0f}",
+        _fmt(c["e_hull"].get("median")),
+        c["dft_frames"],
+        _fmt(ent.get("H_generated")),
+        _fmt(ent.get("H_dft")),
+        "",
+        "",
+        (c.get("motifs") or {}).get("found"),
+        (c.get("motifs") or {}).get("total"),
+        "",
+        "",
+        "",
+        "",
+    ]
     lines.append("| " + " | ".join(_fmt(x) for x in cells) + " |")
     text = "\n".join(lines) + "\n"
     conv = report["converged"]
-    crit = ", ".join(f"{k} {'met' if v['met'] else 'not met'} ({_fmt(v.get('value'))})"
-                     for k, v in conv.get("criteria", {}).items())
+    crit = ", ".join(
+        f"{k} {'met' if v['met'] else 'not met'} ({_fmt(v.get('value'))})" for k, v in conv.get("criteria", {}).items()
+    )
     text += f"\nconverged: {'yes' if conv['converged'] else 'no'} ({crit})\n"
     hv = c.get("e_hull_dft_vs_ff")
     if hv:
-        text += (f"\nE_hull force field vs DFT ({hv['n']} frames): RMSE {_fmt(hv['rmse'])} eV/atom; stable "
-                 f"(< {hv['threshold']:g}) precision {_fmt(hv['precision'])}, recall {_fmt(hv['recall'])}, "
-                 f"F1 {_fmt(hv['f1'])}, DAF {_fmt(hv['daf'])}\n")
+        text += (
+            f"\nE_hull force field vs DFT ({hv['n']} frames): RMSE {_fmt(hv['rmse'])} eV/atom; stable "
+            f"(< {hv['threshold']:g}) precision {_fmt(hv['precision'])}, recall {_fmt(hv['recall'])}, "
+            f"F1 {_fmt(hv['f1'])}, DAF {_fmt(hv['daf'])}\n"
+        )
     return text
 
 
-__all__ = ["FILES", "IterationData", "Settings", "build_report", "classification", "convergence", "e_hull_pairs",
-           "load_iteration", "markdown_table", "motif_figures", "sun_counts"]
+__all__ = [
+    "FILES",
+    "IterationData",
+    "Settings",
+    "build_report",
+    "classification",
+    "convergence",
+    "e_hull_pairs",
+    "load_iteration",
+    "markdown_table",
+    "motif_figures",
+    "sun_counts",
+]

@@ -80,8 +80,12 @@ def _per_iteration(report: dict, ylabel: str):
 
 def sun_ratios(report: dict, path: str) -> None:
     rows, it, fig, ax = _per_iteration(report, "ratio")
-    for key, color, label in (("stable", "green", "stable"), ("unique", "blue", "unique"), ("novel", "c", "novel"),
-                              ("sun", "red", "S.U.N.")):
+    for key, color, label in (
+        ("stable", "green", "stable"),
+        ("unique", "blue", "unique"),
+        ("novel", "c", "novel"),
+        ("sun", "red", "S.U.N."),
+    ):
         y = [np.nan if r["ratios"][key] is None else r["ratios"][key] for r in rows]
         ax.plot(it, y, "o-", color=color, label=label)
     ax.set_ylim(-0.02, 1.02)
@@ -136,8 +140,15 @@ def ehull_parity(data, report: dict, path: str) -> bool:
     for k, d in enumerate(data):
         _, pf, pd = e_hull_pairs(d.hull_dft, d.hull_ff)
         if pf:
-            ax.scatter(pd, pf, s=18, color=cmap(k / max(1, len(data) - 1)), edgecolors="k", linewidths=0.3,
-                       label=f"iteration {d.iteration}")
+            ax.scatter(
+                pd,
+                pf,
+                s=18,
+                color=cmap(k / max(1, len(data) - 1)),
+                edgecolors="k",
+                linewidths=0.3,
+                label=f"iteration {d.iteration}",
+            )
             drawn = True
     if not drawn:
         plt.close(fig)

@@ -119,20 +119,46 @@ def plot_map(xy, labels: Sequence, path: str, color_by: str = "motif", title: st
         for k, value in enumerate(values):
             mask = np.array([float(v) == value for v in labels])
             text = f"{value:g}"
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=28, color=cmap(k / max(1, len(values) - 1)), edgecolors="k",
-                       linewidths=0.3, label=f"{text} ({int(mask.sum())})")
-        ax.legend(title="iteration", fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
-                  frameon=False)
+            ax.scatter(
+                xy[mask, 0],
+                xy[mask, 1],
+                s=28,
+                color=cmap(k / max(1, len(values) - 1)),
+                edgecolors="k",
+                linewidths=0.3,
+                label=f"{text} ({int(mask.sum())})",
+            )
+        ax.legend(
+            title="iteration",
+            fontsize=7,
+            title_fontsize=8,
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            frameon=False,
+        )
     else:
         names = [str(v) for v in labels]
         order = sorted(set(names), key=lambda s: (-names.count(s), s))
         cmap = plt.get_cmap("tab20" if len(order) > 10 else "tab10")
         for k, name in enumerate(order):
             mask = np.array([n == name for n in names])
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=28, color=cmap(k % cmap.N), edgecolors="k", linewidths=0.3,
-                       label=f"{mathtext(name)} ({int(mask.sum())})")
-        ax.legend(title="dominant motif" if color_by == "motif" else color_by, fontsize=7, title_fontsize=8,
-                  loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+            ax.scatter(
+                xy[mask, 0],
+                xy[mask, 1],
+                s=28,
+                color=cmap(k % cmap.N),
+                edgecolors="k",
+                linewidths=0.3,
+                label=f"{mathtext(name)} ({int(mask.sum())})",
+            )
+        ax.legend(
+            title="dominant motif" if color_by == "motif" else color_by,
+            fontsize=7,
+            title_fontsize=8,
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            frameon=False,
+        )
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_title(title or f"CrystalNN fingerprints, t-SNE ({len(xy)} structures)", fontsize=10)
@@ -166,8 +192,9 @@ def _is_number(value) -> bool:
     return True
 
 
-def fingerprint_map(fingerprints, labels: Sequence, path: str, color_by: str = "motif", seed: int = 0,
-                    ids: Sequence[str] | None = None):
+def fingerprint_map(
+    fingerprints, labels: Sequence, path: str, color_by: str = "motif", seed: int = 0, ids: Sequence[str] | None = None
+):
     """t-SNE map saved as PNG at ``path`` (plus ``<path stem>.csv``: id, x, y, label); returns the embedding."""
     from pathlib import Path
 
@@ -178,9 +205,16 @@ def fingerprint_map(fingerprints, labels: Sequence, path: str, color_by: str = "
         fh.write(f"id,x,y,{color_by}\n")
         for k, (x, y) in enumerate(xy):
             fid = ids[k] if ids is not None else str(k)
-            fh.write(f"{fid},{x:.4f},{y:.4f},\"{labels[k]}\"\n")
+            fh.write(f'{fid},{x:.4f},{y:.4f},"{labels[k]}"\n')
     return xy
 
 
-__all__ = ["fingerprint_kind", "fingerprint_labels", "fingerprint_map", "frame_fingerprint", "plot_map",
-           "structure_fingerprint", "tsne_embedding"]
+__all__ = [
+    "fingerprint_kind",
+    "fingerprint_labels",
+    "fingerprint_map",
+    "frame_fingerprint",
+    "plot_map",
+    "structure_fingerprint",
+    "tsne_embedding",
+]

@@ -74,8 +74,9 @@ class Hull:
     condition: tuple[float, float] | None = None
 
     @classmethod
-    def from_frames(cls, refs: list[Atoms], allow_mixed: bool = False,
-                    condition: tuple[float, float] | None = None) -> Hull:
+    def from_frames(
+        cls, refs: list[Atoms], allow_mixed: bool = False, condition: tuple[float, float] | None = None
+    ) -> Hull:
         from pymatgen.analysis.phase_diagram import PhaseDiagram
 
         if not refs:
@@ -90,24 +91,32 @@ class Hull:
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             if condition is None:
-                raise DataError(f"{len(missing)} of {len(refs)} reference frames have no energy ({shown}); "
-                                "relax or label the references first (cscli relax refs.extxyz)")
-            raise DataError(f"{len(missing)} of {len(refs)} reference frames have no G at "
-                            f"{condition_text(condition)} ({shown}): {reasons[0].split(': ', 1)[-1]}")
+                raise DataError(
+                    f"{len(missing)} of {len(refs)} reference frames have no energy ({shown}); "
+                    "relax or label the references first (cscli relax refs.extxyz)"
+                )
+            raise DataError(
+                f"{len(missing)} of {len(refs)} reference frames have no G at "
+                f"{condition_text(condition)} ({shown}): {reasons[0].split(': ', 1)[-1]}"
+            )
         elements = sorted({str(el) for e in entries for el in e.composition.elements})
         terminal = {str(e.composition.elements[0]) for e in entries if len(e.composition.elements) == 1}
         lacking = [el for el in elements if el not in terminal]
         if lacking:
-            raise DataError(f"references lack an elemental phase of {', '.join(lacking)}: the hull of "
-                            f"{'-'.join(elements)} needs one reference per element")
+            raise DataError(
+                f"references lack an elemental phase of {', '.join(lacking)}: the hull of "
+                f"{'-'.join(elements)} needs one reference per element"
+            )
         try:
             diagram = PhaseDiagram(entries)
         except ValueError as exc:  # pragma: no cover - pymatgen's own consistency checks
             raise DataError(f"cannot build the phase diagram of the references: {exc}") from None
         models = models_of(refs)
         if len(models) > 1 and not allow_mixed:
-            raise DataError(f"references were labelled by different models ({', '.join(sorted(models))}); "
-                            "energies must share one scale (pass --allow-mixed-models to go on anyway)")
+            raise DataError(
+                f"references were labelled by different models ({', '.join(sorted(models))}); "
+                "energies must share one scale (pass --allow-mixed-models to go on anyway)"
+            )
         return cls(diagram, len(entries), models, set(elements), condition)
 
     def check_model(self, atoms: Atoms, allow_mixed: bool) -> str | None:
@@ -118,8 +127,10 @@ class Hull:
         model = atoms.info.get("model")
         if model in (None, "") or not self.models or {str(model)} == self.models:
             return None
-        text = (f"frame {atoms.info.get('id', '?')}: labelled by {model} but the references by "
-                f"{', '.join(sorted(self.models))} (energies on different scales)")
+        text = (
+            f"frame {atoms.info.get('id', '?')}: labelled by {model} but the references by "
+            f"{', '.join(sorted(self.models))} (energies on different scales)"
+        )
         if not allow_mixed:
             raise FrameError(text + "; pass --allow-mixed-models to go on anyway")
         return text
@@ -130,8 +141,10 @@ class Hull:
         entry = frame_entry(atoms, self.condition)
         outside = sorted({str(el) for el in entry.composition.elements} - self.elements)
         if outside:
-            raise FrameError(f"frame {fid}: element(s) {', '.join(outside)} not in the references "
-                             f"({'-'.join(sorted(self.elements))})")
+            raise FrameError(
+                f"frame {fid}: element(s) {', '.join(outside)} not in the references "
+                f"({'-'.join(sorted(self.elements))})"
+            )
         decomp, e_hull = self.diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
         fractions: dict[str, float] = {}
         for ref_entry, amount in decomp.items():
@@ -174,8 +187,18 @@ class Hull:
         points = [p for p in points if p[1] is not None and p[1] < show_unstable]
         if points:
             xy = [p[0] for p in points]
-            sc = ax.scatter([c[0] for c in xy], [c[1] for c in xy], c=[p[1] * 1000 for p in points], cmap="viridis_r",
-                            vmin=0, vmax=show_unstable * 1000, s=60, marker="s", edgecolors="k", zorder=5)
+            sc = ax.scatter(
+                [c[0] for c in xy],
+                [c[1] for c in xy],
+                c=[p[1] * 1000 for p in points],
+                cmap="viridis_r",
+                vmin=0,
+                vmax=show_unstable * 1000,
+                s=60,
+                marker="s",
+                edgecolors="k",
+                zorder=5,
+            )
             for coords, _, name in points:
                 ax.annotate(name, coords, xytext=(4, -10), textcoords="offset points", fontsize=8, color="0.25")
             plt.colorbar(sc, ax=ax, label="E_hull (meV/atom)", shrink=0.7)

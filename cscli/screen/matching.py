@@ -55,14 +55,24 @@ class MatchOptions:
     def matcher(self):
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
-        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
-                                primitive_cell=self.primitive_cell, scale=self.scale,
-                                attempt_supercell=self.attempt_supercell)
+        return StructureMatcher(
+            ltol=self.ltol,
+            stol=self.stol,
+            angle_tol=self.angle_tol,
+            primitive_cell=self.primitive_cell,
+            scale=self.scale,
+            attempt_supercell=self.attempt_supercell,
+        )
 
     def as_dict(self) -> dict:
-        return {"ltol": self.ltol, "stol": self.stol, "angle_tol": self.angle_tol,
-                "primitive_cell": self.primitive_cell, "scale": self.scale,
-                "attempt_supercell": self.attempt_supercell}
+        return {
+            "ltol": self.ltol,
+            "stol": self.stol,
+            "angle_tol": self.angle_tol,
+            "primitive_cell": self.primitive_cell,
+            "scale": self.scale,
+            "attempt_supercell": self.attempt_supercell,
+        }
 
 
 @dataclass
@@ -85,8 +95,9 @@ def atoms_to_structure(atoms: Atoms) -> Structure:
 
     if not atoms.pbc.all():
         raise FrameError(f"frame {atoms.info.get('id', '?')}: structure matching needs a periodic cell (pbc T T T)")
-    return Structure(Lattice(atoms.cell.array), atoms.get_chemical_symbols(), atoms.positions,
-                     coords_are_cartesian=True)
+    return Structure(
+        Lattice(atoms.cell.array), atoms.get_chemical_symbols(), atoms.positions, coords_are_cartesian=True
+    )
 
 
 def successive_minima(matrix) -> tuple[float, float, float] | None:
@@ -146,8 +157,14 @@ def prepare(structure: Structure, options: MatchOptions, matcher=None) -> Prepar
     if lam is not None:
         lam = tuple(x / unit for x in lam)
         tau = tuple(x / unit for x in tau)
-    return Prepared(reduced, (chash, len(reduced)), lam, tau if lam is not None else None,
-                    matrix=np.array(matrix) / unit, angles=tuple(float(x) for x in reduced.lattice.angles))
+    return Prepared(
+        reduced,
+        (chash, len(reduced)),
+        lam,
+        tau if lam is not None else None,
+        matrix=np.array(matrix) / unit,
+        angles=tuple(float(x) for x in reduced.lattice.angles),
+    )
 
 
 def may_match(a: Prepared, b: Prepared, options: MatchOptions) -> bool:
@@ -370,8 +387,13 @@ def _novel_chunk(indices: list[int]):
         entry = refs_by_key.get(a.key)
         if entry is not None:
             ref_idx, rows = entry
-            r, n_fit = _first_fit(a, _window_mask(a, rows, options), lambda r: _STATE["refs"][ref_idx[r]],
-                                  matcher, options)
+            r, n_fit = _first_fit(
+                a,
+                _window_mask(a, rows, options),
+                lambda r: _STATE["refs"][ref_idx[r]],  # noqa: B023 (called now)
+                matcher,
+                options,
+            )
             fitted += n_fit
             hit = None if r is None else ref_idx[r]
         result[i] = hit
@@ -396,7 +418,9 @@ def _run(func, tasks: list, jobs: int):
         return list(pool.imap_unordered(func, tasks, chunksize=1))
 
 
-def find_duplicates(prepared: list[Prepared], options: MatchOptions, jobs: int = 1) -> tuple[list[int | None], MatchStats]:
+def find_duplicates(
+    prepared: list[Prepared], options: MatchOptions, jobs: int = 1
+) -> tuple[list[int | None], MatchStats]:
     """For each structure, the index of the earlier unique structure it duplicates (None: unique)."""
     from collections import defaultdict
 
@@ -413,7 +437,9 @@ def find_duplicates(prepared: list[Prepared], options: MatchOptions, jobs: int =
     return _gather(_unique_bucket, tasks, jobs, len(prepared), stats), stats
 
 
-def find_in_references(prepared: list[Prepared], refs: list[Prepared], options: MatchOptions, jobs: int = 1) -> tuple[list[int | None], MatchStats]:
+def find_in_references(
+    prepared: list[Prepared], refs: list[Prepared], options: MatchOptions, jobs: int = 1
+) -> tuple[list[int | None], MatchStats]:
     """For each structure, the index of the first reference it matches (None: novel)."""
     from collections import defaultdict
 
@@ -450,5 +476,3 @@ __all__ = [
     "prepare_many",
     "successive_minima",
 ]
-
-

@@ -35,8 +35,9 @@ def e_hull_of(atoms: Atoms) -> float:
     return info_number(atoms, "e_hull", "run `cscli hull` first, or give --refs with energies", error=FrameError)
 
 
-def sun_flags(frames: list[Atoms], refs: list[Atoms], options: MatchOptions, e_hull_max: float = 0.1,
-              jobs: int = 1) -> SunResult:
+def sun_flags(
+    frames: list[Atoms], refs: list[Atoms], options: MatchOptions, e_hull_max: float = 0.1, jobs: int = 1
+) -> SunResult:
     """Flags of every frame (all frames need ``info['e_hull']``)."""
     from cscli.screen.matching import atoms_to_structure, find_duplicates, find_in_references, prepare_many
 
@@ -45,7 +46,7 @@ def sun_flags(frames: list[Atoms], refs: list[Atoms], options: MatchOptions, e_h
     structures = [atoms_to_structure(a) for a in frames]
     ref_structures = [atoms_to_structure(a) for a in refs]
     prepared = prepare_many(structures + ref_structures, options, jobs)
-    cand, ref_prep = prepared[: len(frames)], prepared[len(frames):]
+    cand, ref_prep = prepared[: len(frames)], prepared[len(frames) :]
     t1 = time.perf_counter()
     dup, ustats = find_duplicates(cand, options, jobs)
     t2 = time.perf_counter()
@@ -75,10 +76,16 @@ def sun_flags(frames: list[Atoms], refs: list[Atoms], options: MatchOptions, e_h
         "ratios": {k: (v / n if n else 0.0) for k, v in counts.items()},
         "matcher": options.as_dict(),
         "pairs": {
-            "unique": {"formula_groups": ustats.pairs_in_formula_groups, "buckets": ustats.pairs_in_buckets,
-                       "fitted": ustats.pairs_fitted},
-            "novel": {"formula_groups": nstats.pairs_in_formula_groups, "buckets": nstats.pairs_in_buckets,
-                      "fitted": nstats.pairs_fitted},
+            "unique": {
+                "formula_groups": ustats.pairs_in_formula_groups,
+                "buckets": ustats.pairs_in_buckets,
+                "fitted": ustats.pairs_fitted,
+            },
+            "novel": {
+                "formula_groups": nstats.pairs_in_formula_groups,
+                "buckets": nstats.pairs_in_buckets,
+                "fitted": nstats.pairs_fitted,
+            },
         },
         "seconds": {"reduce": round(t1 - t0, 3), "unique": round(t2 - t1, 3), "novel": round(t3 - t2, 3)},
     }
@@ -95,8 +102,15 @@ class SunBatch:
     summary: dict
 
 
-def sun_filter(frames: list[Atoms], refs: list[Atoms] | None, options: MatchOptions, e_hull_max: float = 0.1,
-               jobs: int = 1, allow_mixed_models: bool = False, keep_failed: bool = False) -> SunBatch:
+def sun_filter(
+    frames: list[Atoms],
+    refs: list[Atoms] | None,
+    options: MatchOptions,
+    e_hull_max: float = 0.1,
+    jobs: int = 1,
+    allow_mixed_models: bool = False,
+    keep_failed: bool = False,
+) -> SunBatch:
     """Flag a whole batch: fill in e_hull from energy-carrying ``refs`` where a frame lacks it, set
     aside frames that cannot be assessed (no or non-finite e_hull, not periodic), then write
     ``is_stable``/``is_unique``/``is_novel``/``is_sun``/``duplicate_of``/``matches_reference``
@@ -133,7 +147,7 @@ def sun_filter(frames: list[Atoms], refs: list[Atoms] | None, options: MatchOpti
             good.append(atoms)
         except CscliError as exc:
             bad.append((atoms, str(exc)))
-    for atoms, message in bad[:5]:
+    for _atoms, message in bad[:5]:
         log.warning(message)
     if bad and not keep_failed:
         raise DataError(f"{len(bad)} of {len(frames)} frames cannot be assessed (pass --failed FILE to set them aside)")
@@ -160,8 +174,9 @@ def sun_filter(frames: list[Atoms], refs: list[Atoms] | None, options: MatchOpti
 
 def format_summary(summary: dict) -> str:
     n = summary["frames"]
-    parts = [f"{summary[k]} {k.replace('_', '+')} ({summary['ratios'][k]:.1%})"
-             for k in ("stable", "unique", "novel", "sun")]
+    parts = [
+        f"{summary[k]} {k.replace('_', '+')} ({summary['ratios'][k]:.1%})" for k in ("stable", "unique", "novel", "sun")
+    ]
     return f"{n} frames: " + ", ".join(parts).replace("sun (", "S.U.N. (")
 
 

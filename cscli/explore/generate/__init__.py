@@ -70,16 +70,24 @@ def offline_id(backend: str, iteration: int, k: int) -> str:
     return f"{prefix}-it{iteration}-{k}"
 
 
-def generate_offline(backend: str, settings: OfflineSettings, num: int, seed: int, iteration: int = 0,
-                     skip=lambda fid: False, on_error=None) -> Iterator[Atoms]:
+def generate_offline(
+    backend: str,
+    settings: OfflineSettings,
+    num: int,
+    seed: int,
+    iteration: int = 0,
+    skip=lambda fid: False,
+    on_error=None,
+) -> Iterator[Atoms]:
     """Yield ``num`` frames (ids ``rnd-it<iteration>-<k>`` / ``mtf-...``), skipping ids ``skip(id)`` is
     true for; frame ``k`` depends only on (seed, k) and the settings. A frame that cannot be made
     within ``settings.max_tries`` raises DataError, or is passed to ``on_error(id, exc)`` and left out."""
     import numpy as np
 
     if backend == "random":
-        comps = enumerate_compositions(settings.elements, settings.max_atoms, settings.charge_balance,
-                                       settings.allow_subsystems)
+        comps = enumerate_compositions(
+            settings.elements, settings.max_atoms, settings.charge_balance, settings.allow_subsystems
+        )
         make = lambda rng: random_structure(settings, rng, comps)  # noqa: E731
     elif backend == "motifs":
         motifs = settings.motifs or load_motifs(None)
@@ -108,8 +116,9 @@ def generate_offline(backend: str, settings: OfflineSettings, num: int, seed: in
         yield atoms
 
 
-def write_offline(backend: str, settings: OfflineSettings, num: int, seed: int, iteration: int,
-                  stream: StreamOptions) -> StreamSummary:
+def write_offline(
+    backend: str, settings: OfflineSettings, num: int, seed: int, iteration: int, stream: StreamOptions
+) -> StreamSummary:
     """Generate into a resumable output: ids already in ``stream.output`` and ids of other shards are
     not generated at all; each frame is written as soon as it is made; a frame that cannot be made is
     reported and counted as failed. DataError when nothing could be generated."""
@@ -132,8 +141,9 @@ def write_offline(backend: str, settings: OfflineSettings, num: int, seed: int, 
 
     try:
         with sink:
-            frames = generate_offline(backend, settings, num, seed, iteration, skip=skip,
-                                      on_error=lambda fid, exc: sink.fail(fid, str(exc)))
+            frames = generate_offline(
+                backend, settings, num, seed, iteration, skip=skip, on_error=lambda fid, exc: sink.fail(fid, str(exc))
+            )
             for atoms in frames:
                 add_history(atoms, f"generate({backend},seed={seed})")
                 sink.write(atoms)
@@ -142,8 +152,9 @@ def write_offline(backend: str, settings: OfflineSettings, num: int, seed: int, 
         bar.close()
         remove_if_empty(stream.output)
     if summary.failed and not summary.written:
-        raise DataError(f"no structure could be generated ({summary.failed} failed); loosen --distance-factor "
-                        "or raise --max-atoms")
+        raise DataError(
+            f"no structure could be generated ({summary.failed} failed); loosen --distance-factor or raise --max-atoms"
+        )
     return summary
 
 
@@ -166,10 +177,35 @@ def write_mattergen(run: MatterGenRun, stream: StreamOptions) -> StreamSummary:
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_ANION_DISTANCE", "DEFAULT_DISTANCE_FACTOR", "DEFAULT_MAX_ATOMS", "DEFAULT_VOLUME_FACTOR",
-    "PS4_BOND", "OfflineSettings", "RigidUnit", "builtin_motifs", "charge_balanced", "chemical_system_key",
-    "choose_spacegroup", "default_references", "distance_bounds", "distance_violations", "element_volumes",
-    "enumerate_compositions", "formula", "general_multiplicity", "generate_offline", "in_chemical_system",
-    "load_motifs", "motif_compositions", "motif_from_atoms", "motif_structure", "offline_id", "parse_chemical_system",
-    "parse_spacegroups", "random_structure", "write_mattergen", "write_offline",
+    "BACKENDS",
+    "DEFAULT_ANION_DISTANCE",
+    "DEFAULT_DISTANCE_FACTOR",
+    "DEFAULT_MAX_ATOMS",
+    "DEFAULT_VOLUME_FACTOR",
+    "PS4_BOND",
+    "OfflineSettings",
+    "RigidUnit",
+    "builtin_motifs",
+    "charge_balanced",
+    "chemical_system_key",
+    "choose_spacegroup",
+    "default_references",
+    "distance_bounds",
+    "distance_violations",
+    "element_volumes",
+    "enumerate_compositions",
+    "formula",
+    "general_multiplicity",
+    "generate_offline",
+    "in_chemical_system",
+    "load_motifs",
+    "motif_compositions",
+    "motif_from_atoms",
+    "motif_structure",
+    "offline_id",
+    "parse_chemical_system",
+    "parse_spacegroups",
+    "random_structure",
+    "write_mattergen",
+    "write_offline",
 ]

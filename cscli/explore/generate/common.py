@@ -63,8 +63,9 @@ def distance_bounds(elements: Sequence[str], factor: float = DEFAULT_DISTANCE_FA
     return out
 
 
-def distance_violations(atoms: Atoms, bounds: dict[tuple[str, str], float], group=None, group_bound: float = 0.0,
-                        unwrapped=None):
+def distance_violations(
+    atoms: Atoms, bounds: dict[tuple[str, str], float], group=None, group_bound: float = 0.0, unwrapped=None
+):
     """Pairs closer than their bound: list of (i, j, d, bound). ``group`` (per-atom labels, -1 = none)
     raises the bound to ``group_bound`` between atoms of different groups (anion units). With the
     units' ``unwrapped`` Cartesian positions, a unit's periodic image counts as a different unit."""
@@ -132,10 +133,9 @@ def default_references(elements: Sequence[str]) -> list[Atoms]:
         return []
     return read_frames(str(path))
 
+
 def formula(counts: dict[str, int]) -> str:
     return "".join(f"{e}{n if n != 1 else ''}" for e, n in counts.items() if n)
-
-
 
 
 @contextlib.contextmanager

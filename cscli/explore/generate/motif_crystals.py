@@ -44,8 +44,9 @@ class RigidUnit:
 def builtin_motifs() -> dict[str, RigidUnit]:
     """PS4^3- (regular tetrahedron, P-S 2.05 Å) and the lone sulfide anion S^2-."""
     d = PS4_BOND / math.sqrt(3.0)
-    ps4 = RigidUnit("PS4", ("P", "S", "S", "S", "S"),
-                ((0.0, 0.0, 0.0), (d, d, d), (d, -d, -d), (-d, d, -d), (-d, -d, d)), -3)
+    ps4 = RigidUnit(
+        "PS4", ("P", "S", "S", "S", "S"), ((0.0, 0.0, 0.0), (d, d, d), (d, -d, -d), (-d, d, -d), (-d, -d, d)), -3
+    )
     s = RigidUnit("S", ("S",), ((0.0, 0.0, 0.0),), -2)
     return {"PS4": ps4, "S": s}
 
@@ -109,8 +110,11 @@ def load_motifs(path: str | None, names: Sequence[str] | None = None) -> list[Ri
                 ex = rec.get("example") or {}
                 if rec.get("dimensionality") != 0 or rec.get("charge") is None or not ex.get("symbols"):
                     continue  # polymers and units without a formal charge cannot be placed as rigid ions
-                m = motif_from_atoms(Atoms(ex["symbols"], positions=np.asarray(ex["positions"], float)),
-                                     name=rec.get("formula") or rec["name"], charge=int(rec["charge"]))
+                m = motif_from_atoms(
+                    Atoms(ex["symbols"], positions=np.asarray(ex["positions"], float)),
+                    name=rec.get("formula") or rec["name"],
+                    charge=int(rec["charge"]),
+                )
                 available.setdefault(rec["name"], m)
                 available[m.name] = m
         else:
@@ -137,12 +141,16 @@ def _cation(elements: Sequence[str], motifs: Sequence[RigidUnit]) -> str:
     left = [e for e in elements if e not in in_units]
     cations = [e for e in left if any(s > 0 for s in Element(e).common_oxidation_states)]
     if len(cations) != 1:
-        raise UsageError(f"motif backend needs exactly one counter-cation in {'-'.join(elements)} outside the units "
-                         f"({', '.join(m.name for m in motifs)}); found {cations or 'none'}")
+        raise UsageError(
+            f"motif backend needs exactly one counter-cation in {'-'.join(elements)} outside the units "
+            f"({', '.join(m.name for m in motifs)}); found {cations or 'none'}"
+        )
     return cations[0]
 
 
-def motif_compositions(elements: Sequence[str], motifs: Sequence[RigidUnit], max_atoms: int) -> list[tuple[dict[str, int], int, str]]:
+def motif_compositions(
+    elements: Sequence[str], motifs: Sequence[RigidUnit], max_atoms: int
+) -> list[tuple[dict[str, int], int, str]]:
     """Charge-balanced unit combinations: ([unit name → count], cation count, cation), at least one
     polyatomic unit, at most two lone (single-atom) anions per polyatomic unit (Li7PS6 = PS4 + 2 S),
     gcd of all counts 1, at most ``max_atoms`` atoms per formula unit."""
@@ -150,7 +158,9 @@ def motif_compositions(elements: Sequence[str], motifs: Sequence[RigidUnit], max
 
     for m in motifs:
         if not set(m.symbols) <= set(elements):
-            raise UsageError(f"motif {m.name} ({''.join(m.symbols)}) is not in the chemical system {'-'.join(elements)}")
+            raise UsageError(
+                f"motif {m.name} ({''.join(m.symbols)}) is not in the chemical system {'-'.join(elements)}"
+            )
         if m.charge >= 0:
             raise UsageError(f"motif {m.name} has charge {m.charge}; only anion units (negative charge) are placed")
     cation = _cation(elements, motifs)
@@ -170,16 +180,22 @@ def motif_compositions(elements: Sequence[str], motifs: Sequence[RigidUnit], max
             continue
         out.append(({m.name: c for c, m in zip(counts, motifs) if c}, ncat, cation))
     if not out:
-        raise UsageError(f"no charge-balanced combination of {', '.join(m.name for m in motifs)} and {cation} "
-                         f"fits in {max_atoms} atoms; raise --max-atoms")
+        raise UsageError(
+            f"no charge-balanced combination of {', '.join(m.name for m in motifs)} and {cation} "
+            f"fits in {max_atoms} atoms; raise --max-atoms"
+        )
     return out
 
 
 _PLACEHOLDERS = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
 
 
-def motif_structure(settings: OfflineSettings, rng: np.random.Generator, motifs: Sequence[RigidUnit],
-                    compositions: list[tuple[dict[str, int], int, str]]) -> Atoms:
+def motif_structure(
+    settings: OfflineSettings,
+    rng: np.random.Generator,
+    motifs: Sequence[RigidUnit],
+    compositions: list[tuple[dict[str, int], int, str]],
+) -> Atoms:
     """One motif-seeded symmetric crystal, or DataError after max_tries."""
     import numpy as np
     from ase import Atoms
@@ -238,13 +254,17 @@ def motif_structure(settings: OfflineSettings, rng: np.random.Generator, motifs:
         skeleton_bounds = dict(settings.bounds)
         tm = _tol_matrix(skeleton_bounds, extra)
         scale = float(rng.uniform(*settings.volume_factor)) * (1.1 ** (attempt // 10))
-        volume = scale * sum(settings.volumes[s] * c * z for n, c in units.items() for s in by_name[n].symbols) \
+        volume = (
+            scale * sum(settings.volumes[s] * c * z for n, c in units.items() for s in by_name[n].symbols)
             + scale * settings.volumes[cation] * ncat * z
+        )
         crystal = pyxtal()
         try:
             with _quiet_stdout():
                 lattice = Lattice(g.lattice_type, volume, random_state=rng)
-                crystal.from_random(3, g, species, num, lattice=lattice, tm=tm, sites=sites, random_state=rng, max_count=2)
+                crystal.from_random(
+                    3, g, species, num, lattice=lattice, tm=tm, sites=sites, random_state=rng, max_count=2
+                )
         except Exception as exc:
             last = f"pyxtal: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
             continue
@@ -278,8 +298,13 @@ def motif_structure(settings: OfflineSettings, rng: np.random.Generator, motifs:
                     group += [unit_id] * motif.natoms
                     unit_id += 1
             atoms = Atoms(syms, scaled_positions=np.mod(np.asarray(frac), 1.0), cell=cell, pbc=True)
-            bad = distance_violations(atoms, settings.bounds, group=np.asarray(group), group_bound=settings.anion_distance,
-                                      unwrapped=np.asarray(frac) @ cell)
+            bad = distance_violations(
+                atoms,
+                settings.bounds,
+                group=np.asarray(group),
+                group_bound=settings.anion_distance,
+                unwrapped=np.asarray(frac) @ cell,
+            )
             if not bad:
                 order = np.argsort([settings.elements.index(s) for s in atoms.get_chemical_symbols()], kind="stable")
                 atoms = atoms[order]

@@ -35,8 +35,9 @@ def charge_balanced(counts: dict[str, int]) -> bool:
     return any(sum(s * counts[e] for s, e in zip(combo, els)) == 0 for combo in product(*options))
 
 
-def enumerate_compositions(elements: Sequence[str], max_atoms: int, charge_balance: bool = False,
-                           allow_subsystems: bool = False) -> list[dict[str, int]]:
+def enumerate_compositions(
+    elements: Sequence[str], max_atoms: int, charge_balance: bool = False, allow_subsystems: bool = False
+) -> list[dict[str, int]]:
     """Reduced compositions (gcd 1) of the system with at most ``max_atoms`` atoms per formula unit."""
     if max_atoms < len(elements) and not allow_subsystems:
         raise UsageError(f"--max-atoms {max_atoms} is smaller than the number of elements ({len(elements)})")
@@ -53,8 +54,10 @@ def enumerate_compositions(elements: Sequence[str], max_atoms: int, charge_balan
             continue
         out.append({e: n for e, n in comp.items() if n > 0})
     if not out:
-        raise UsageError(f"no composition of {'-'.join(elements)} with at most {max_atoms} atoms"
-                         + (" is charge balanced" if charge_balance else ""))
+        raise UsageError(
+            f"no composition of {'-'.join(elements)} with at most {max_atoms} atoms"
+            + (" is charge balanced" if charge_balance else "")
+        )
     return out
 
 
@@ -69,8 +72,12 @@ def random_structure(settings: OfflineSettings, rng: np.random.Generator, compos
         comp = compositions[int(rng.integers(len(compositions)))]
         species = list(comp)
         unit = [comp[e] for e in species]
-        chosen = choose_spacegroup(rng, settings.spacegroups, settings.max_atoms // sum(unit),
-                                   lambda z, sg: _group(sg).check_compatible([n * z for n in unit])[0])
+        chosen = choose_spacegroup(
+            rng,
+            settings.spacegroups,
+            settings.max_atoms // sum(unit),
+            lambda z, sg: _group(sg).check_compatible([n * z for n in unit])[0],  # noqa: B023 (called now)
+        )
         if chosen is None:
             last = f"no space group fits {formula(comp)} with at most {settings.max_atoms} atoms"
             continue

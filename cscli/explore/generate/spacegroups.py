@@ -4,7 +4,7 @@ multiplicities, and the one chooser both backends draw (formula units, space gro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from cscli.core.errors import UsageError
@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 
-@lru_cache(maxsize=None)
+@cache
 def _group(number: int):
     from pyxtal.symmetry import Group
 
@@ -42,15 +42,43 @@ def parse_spacegroups(text: str | None) -> list[int]:
 
 
 _POINT_GROUP_ORDER = {
-    "1": 1, "-1": 2, "2": 2, "m": 2, "2/m": 4, "222": 4, "mm2": 4, "mmm": 8, "4": 4, "-4": 4, "4/m": 8,
-    "422": 8, "4mm": 8, "-42m": 8, "4/mmm": 16, "3": 3, "-3": 6, "32": 6, "3m": 6, "-3m": 12, "6": 6,
-    "-6": 6, "6/m": 12, "622": 12, "6mm": 12, "-62m": 12, "6/mmm": 24, "23": 12, "m-3": 24, "432": 24,
-    "-43m": 24, "m-3m": 48,
+    "1": 1,
+    "-1": 2,
+    "2": 2,
+    "m": 2,
+    "2/m": 4,
+    "222": 4,
+    "mm2": 4,
+    "mmm": 8,
+    "4": 4,
+    "-4": 4,
+    "4/m": 8,
+    "422": 8,
+    "4mm": 8,
+    "-42m": 8,
+    "4/mmm": 16,
+    "3": 3,
+    "-3": 6,
+    "32": 6,
+    "3m": 6,
+    "-3m": 12,
+    "6": 6,
+    "-6": 6,
+    "6/m": 12,
+    "622": 12,
+    "6mm": 12,
+    "-62m": 12,
+    "6/mmm": 24,
+    "23": 12,
+    "m-3": 24,
+    "432": 24,
+    "-43m": 24,
+    "m-3m": 48,
 }
 _CENTRING = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}  # R in the hexagonal setting
 
 
-@lru_cache(maxsize=None)
+@cache
 def general_multiplicity(number: int) -> int:
     """Multiplicity of the general Wyckoff position (conventional cell): point-group order times the
     lattice-centring factor. Cheap: avoids building pyxtal's full Wyckoff tables for all 230 groups."""
@@ -60,8 +88,9 @@ def general_multiplicity(number: int) -> int:
     return _POINT_GROUP_ORDER[g.point_group] * _CENTRING[g.symbol[0]]
 
 
-def choose_spacegroup(rng: np.random.Generator, spacegroups: Sequence[int], zmax: int,
-                      fits: Callable[[int, int], bool]) -> tuple[int, int] | None:
+def choose_spacegroup(
+    rng: np.random.Generator, spacegroups: Sequence[int], zmax: int, fits: Callable[[int, int], bool]
+) -> tuple[int, int] | None:
     """(formula units Z, space group) for one attempt: Z in 1..zmax and the groups in random order,
     the first pair ``fits(z, sg)`` accepts; None when none does. Both backends draw through this,
     so a seed gives the same choices whichever backend asks."""

@@ -29,11 +29,19 @@ BACKENDS = ("deepmd", "mattersim", "mattergen", "sevennet")
 DEFAULT_EPOCHS = 50.0
 # which options apply to which backend (the rest is rejected with one line naming the backends)
 APPLIES = {
-    "preset": ("deepmd",), "model_branch": ("deepmd",), "backend_config": ("deepmd", "sevennet"),
-    "start_pref": ("deepmd",), "limit_pref": ("deepmd",), "stop_lr": ("deepmd", "sevennet"),
-    "lr_schedule": ("deepmd", "sevennet"), "steps": ("deepmd", "mattersim", "sevennet"),
-    "batch_size": ("deepmd", "mattersim", "sevennet"), "start_lr": ("deepmd", "mattersim", "sevennet"),
-    "loss": ("sevennet",), "loss_weights": ("sevennet",), "energy_shift": ("sevennet",),
+    "preset": ("deepmd",),
+    "model_branch": ("deepmd",),
+    "backend_config": ("deepmd", "sevennet"),
+    "start_pref": ("deepmd",),
+    "limit_pref": ("deepmd",),
+    "stop_lr": ("deepmd", "sevennet"),
+    "lr_schedule": ("deepmd", "sevennet"),
+    "steps": ("deepmd", "mattersim", "sevennet"),
+    "batch_size": ("deepmd", "mattersim", "sevennet"),
+    "start_lr": ("deepmd", "mattersim", "sevennet"),
+    "loss": ("sevennet",),
+    "loss_weights": ("sevennet",),
+    "energy_shift": ("sevennet",),
     "properties": ("mattergen",),
 }
 OPTION_FLAGS = {"backend_config": "--backend-config", "model_branch": "--model-branch"}
@@ -62,16 +70,25 @@ def backend_options(backend: str, **given) -> dict:
         from cscli.learn.finetune.deepmd import Schedule, load_config, parse_prefactors
 
         base = Schedule()
-        schedule = Schedule(epochs=g.get("epochs"), steps=g.get("steps"), batch_size=g.get("batch_size", base.batch_size),
-                            start_lr=g.get("start_lr", base.start_lr), stop_lr=g.get("stop_lr", base.stop_lr),
-                            lr_schedule=g.get("lr_schedule", base.lr_schedule),
-                            start_pref=parse_prefactors(g["start_pref"]) if "start_pref" in g else base.start_pref,
-                            limit_pref=parse_prefactors(g["limit_pref"]) if "limit_pref" in g else base.limit_pref)
+        schedule = Schedule(
+            epochs=g.get("epochs"),
+            steps=g.get("steps"),
+            batch_size=g.get("batch_size", base.batch_size),
+            start_lr=g.get("start_lr", base.start_lr),
+            stop_lr=g.get("stop_lr", base.stop_lr),
+            lr_schedule=g.get("lr_schedule", base.lr_schedule),
+            start_pref=parse_prefactors(g["start_pref"]) if "start_pref" in g else base.start_pref,
+            limit_pref=parse_prefactors(g["limit_pref"]) if "limit_pref" in g else base.limit_pref,
+        )
         from cscli.learn.finetune.deepmd import DEFAULT_PRESET
 
-        options.update(schedule=schedule, preset=g.get("preset", DEFAULT_PRESET), init=g.get("init"),
-                       model_branch=g.get("model_branch"),
-                       config=load_config(g["backend_config"]) if "backend_config" in g else None)
+        options.update(
+            schedule=schedule,
+            preset=g.get("preset", DEFAULT_PRESET),
+            init=g.get("init"),
+            model_branch=g.get("model_branch"),
+            config=load_config(g["backend_config"]) if "backend_config" in g else None,
+        )
     elif backend == "mattersim":
         if "init" not in g:
             raise UsageError("--backend mattersim needs --init CHECKPOINT (a MatterSim .pth)")
@@ -79,8 +96,13 @@ def backend_options(backend: str, **given) -> dict:
             bs = int(g.get("batch_size", 16))
         except ValueError:
             raise UsageError(f"--batch-size {g['batch_size']!r}: mattersim needs an integer") from None
-        options.update(init=g["init"], epochs=g.get("epochs", DEFAULT_EPOCHS), steps=g.get("steps"),
-                       batch_size=bs, lr=g.get("start_lr", 2e-4))
+        options.update(
+            init=g["init"],
+            epochs=g.get("epochs", DEFAULT_EPOCHS),
+            steps=g.get("steps"),
+            batch_size=bs,
+            lr=g.get("start_lr", 2e-4),
+        )
     elif backend == "sevennet":
         from cscli.learn.finetune.sevennet import DEFAULTS as SEVENNET_DEFAULTS
 
@@ -94,17 +116,38 @@ def backend_options(backend: str, **given) -> dict:
 
             sevenn_config = load_config(g["backend_config"])
             sevenn_config = sevenn_config.get("train", sevenn_config)  # a whole sevenn input.yaml, or its train block
-        options.update({k: g.get(k) for k in ("init", "epochs", "steps", "start_lr", "stop_lr", "lr_schedule",
-                                               "loss", "loss_weights", "energy_shift")})
+        options.update(
+            {
+                k: g.get(k)
+                for k in (
+                    "init",
+                    "epochs",
+                    "steps",
+                    "start_lr",
+                    "stop_lr",
+                    "lr_schedule",
+                    "loss",
+                    "loss_weights",
+                    "energy_shift",
+                )
+            }
+        )
         options.update(batch_size=bs, sevenn_config=sevenn_config)
     else:
-        options.update(init=g.get("init"), properties=list(g.get("properties") or ("energy_above_hull",)),
-                       epochs=g.get("epochs"))
+        options.update(
+            init=g.get("init"), properties=list(g.get("properties") or ("energy_above_hull",)), epochs=g.get("epochs")
+        )
     return options
 
 
-def finetune(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path,
-             backend: str = "deepmd", plot: bool = True, **options) -> dict:
+def finetune(
+    train_frames: Sequence[Atoms],
+    valid_frames: Sequence[Atoms],
+    output: str | Path,
+    backend: str = "deepmd",
+    plot: bool = True,
+    **options,
+) -> dict:
     """Train/fine-tune with ``backend`` and write the model, learning curve, PNG and summary.
 
     ``options`` are the backend trainer's keyword arguments (:func:`backend_options` builds them
@@ -134,13 +177,20 @@ def finetune(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], outpu
         from cscli.learn.finetune.data import plot_learning_curve, read_lcurve
 
         curve = read_lcurve(lcurve)
-        summary["final"] = {k: (v[-1] if math.isfinite(v[-1]) else None)  # strict JSON: no NaN
-                            for k, v in curve.items() if v and k not in ("step", "epoch")}
+        summary["final"] = {
+            k: (v[-1] if math.isfinite(v[-1]) else None)  # strict JSON: no NaN
+            for k, v in curve.items()
+            if v and k not in ("step", "epoch")
+        }
         if plot and curve:
             x = "epoch" if "epoch" in curve else "step"
-            png = plot_learning_curve(curve, out / "learning_curve.png",
-                                      title=f"cscli finetune --backend {backend}: {summary.get('n_train')} train / "
-                                            f"{summary.get('n_valid')} valid frames", x=x)
+            png = plot_learning_curve(
+                curve,
+                out / "learning_curve.png",
+                title=f"cscli finetune --backend {backend}: {summary.get('n_train')} train / "
+                f"{summary.get('n_valid')} valid frames",
+                x=x,
+            )
             summary["png"] = str(png)
     summary.setdefault("seed", options.get("seed"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

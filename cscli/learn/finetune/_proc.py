@@ -33,8 +33,14 @@ def device_env(device: str, env: dict | None = None) -> dict:
     return env
 
 
-def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict,
-               echo: Callable[[str], bool] | None = None, what: str = "training") -> None:
+def run_logged(
+    cmd: Sequence[str],
+    cwd: str | Path,
+    log: str | Path,
+    env: dict,
+    echo: Callable[[str], bool] | None = None,
+    what: str = "training",
+) -> None:
     """Run ``cmd`` in ``cwd``; all output goes to ``log``; lines accepted by ``echo`` are logged
     (INFO: shown unless the command runs with ``-q``).
 
@@ -43,8 +49,15 @@ def run_logged(cmd: Sequence[str], cwd: str | Path, log: str | Path, env: dict,
     tail: deque[str] = deque(maxlen=15)
     with open(log, "w", encoding="utf-8") as fh:
         try:
-            proc = subprocess.Popen(list(map(str, cmd)), cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
+            proc = subprocess.Popen(
+                list(map(str, cmd)),
+                cwd=str(cwd),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
         except FileNotFoundError as exc:
             raise ModelError(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
         assert proc.stdout is not None

@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
 
-def split_frames(frames: Sequence[Atoms], valid_fraction: float = 0.1, seed: int | None = 0,
-                 min_valid: int = 1) -> tuple[list[Atoms], list[Atoms]]:
+def split_frames(
+    frames: Sequence[Atoms], valid_fraction: float = 0.1, seed: int | None = 0, min_valid: int = 1
+) -> tuple[list[Atoms], list[Atoms]]:
     """Random train/validation split (reproducible for a given seed).
 
     At least ``min_valid`` frames go to validation when ``valid_fraction > 0`` and at least one frame
@@ -113,8 +114,9 @@ def type_map_of(*frame_sets: Sequence[Atoms], extra: Sequence[str] = ()) -> list
     return sorted(elements, key=lambda s: atomic_numbers[s])
 
 
-def write_deepmd_systems(frames: Sequence[Atoms], directory: str | Path, type_map: Sequence[str],
-                         prefix: str = "sys") -> list[Path]:
+def write_deepmd_systems(
+    frames: Sequence[Atoms], directory: str | Path, type_map: Sequence[str], prefix: str = "sys"
+) -> list[Path]:
     """Write frames as deepmd npy systems under ``directory``, one system per composition.
 
     Atoms are sorted by type index within each frame (stable), so frames of one composition share
@@ -129,7 +131,9 @@ def write_deepmd_systems(frames: Sequence[Atoms], directory: str | Path, type_ma
         try:
             types = np.array([index[s] for s in atoms.get_chemical_symbols()], dtype=int)
         except KeyError as exc:
-            raise DataError(f"frame {atoms.info.get('id', '?')}: element {exc.args[0]} not in type map {list(type_map)}") from None
+            raise DataError(
+                f"frame {atoms.info.get('id', '?')}: element {exc.args[0]} not in type map {list(type_map)}"
+            ) from None
         periodic = bool(atoms.pbc.all())
         if atoms.pbc.any() and not periodic:
             raise DataError(f"frame {atoms.info.get('id', '?')}: partly periodic cells are not supported by deepmd")
@@ -207,8 +211,9 @@ def read_lcurve(path: str | Path) -> dict[str, list[float]]:
     return {n: data[:, i].tolist() for i, n in enumerate(names)}
 
 
-def plot_learning_curve(curve: dict[str, list[float]], png: str | Path, title: str = "learning curve",
-                        x: str = "step") -> Path:
+def plot_learning_curve(
+    curve: dict[str, list[float]], png: str | Path, title: str = "learning curve", x: str = "step"
+) -> Path:
     """PNG of every ``rmse_*`` / ``mae_*`` / ``loss*`` column against ``x`` (log y), train solid, validation dashed."""
     import matplotlib
 
@@ -233,7 +238,15 @@ def plot_learning_curve(curve: dict[str, list[float]], png: str | Path, title: s
                 if any(y > 0 for y in ys):
                     ax.plot(steps, ys, style, label={"trn": "train", "val": "validation"}.get(suffix, suffix))
         ax.set_xlabel(x)
-        unit = {"rmse_e": "eV/atom", "rmse_f": "eV/Å", "rmse_v": "eV/atom", "mae_e": "eV/atom", "mae_f": "eV/Å", "mae_s": "GPa", "rmse_s": "GPa"}.get(q, "")
+        unit = {
+            "rmse_e": "eV/atom",
+            "rmse_f": "eV/Å",
+            "rmse_v": "eV/atom",
+            "mae_e": "eV/atom",
+            "mae_f": "eV/Å",
+            "mae_s": "GPa",
+            "rmse_s": "GPa",
+        }.get(q, "")
         ax.set_ylabel(f"{q} ({unit})" if unit else q)
         if any(y > 0 for k in keys if k.startswith(q + "_") for y in curve[k]):
             ax.set_yscale("log")

@@ -29,14 +29,58 @@ log = get_logger(__name__)
 # Descriptor sizes. dpa3-l6/l3 are the "small dimension" DPA-3 rows of deepmd-kit's hyper-parameter
 # table (n_dim 128, e_dim 64, a_dim 32, e_sel 120, a_sel 30, rc 6/4 Å); tiny is for tests on a laptop.
 PRESETS: dict[str, dict] = {
-    "dpa3-l6": {"nlayers": 6, "n_dim": 128, "e_dim": 64, "a_dim": 32, "e_rcut": 6.0, "e_rcut_smth": 5.3,
-                "e_sel": 120, "a_rcut": 4.0, "a_rcut_smth": 3.5, "a_sel": 30, "fitting": [240, 240, 240]},
-    "dpa3-l3": {"nlayers": 3, "n_dim": 128, "e_dim": 64, "a_dim": 32, "e_rcut": 6.0, "e_rcut_smth": 5.3,
-                "e_sel": 120, "a_rcut": 4.0, "a_rcut_smth": 3.5, "a_sel": 30, "fitting": [240, 240, 240]},
-    "small": {"nlayers": 3, "n_dim": 64, "e_dim": 32, "a_dim": 16, "e_rcut": 6.0, "e_rcut_smth": 5.3,
-              "e_sel": 120, "a_rcut": 4.0, "a_rcut_smth": 3.5, "a_sel": 30, "fitting": [120, 120]},
-    "tiny": {"nlayers": 2, "n_dim": 16, "e_dim": 8, "a_dim": 8, "e_rcut": 5.0, "e_rcut_smth": 4.5,
-             "e_sel": 60, "a_rcut": 3.5, "a_rcut_smth": 3.0, "a_sel": 20, "fitting": [32, 32]},
+    "dpa3-l6": {
+        "nlayers": 6,
+        "n_dim": 128,
+        "e_dim": 64,
+        "a_dim": 32,
+        "e_rcut": 6.0,
+        "e_rcut_smth": 5.3,
+        "e_sel": 120,
+        "a_rcut": 4.0,
+        "a_rcut_smth": 3.5,
+        "a_sel": 30,
+        "fitting": [240, 240, 240],
+    },
+    "dpa3-l3": {
+        "nlayers": 3,
+        "n_dim": 128,
+        "e_dim": 64,
+        "a_dim": 32,
+        "e_rcut": 6.0,
+        "e_rcut_smth": 5.3,
+        "e_sel": 120,
+        "a_rcut": 4.0,
+        "a_rcut_smth": 3.5,
+        "a_sel": 30,
+        "fitting": [240, 240, 240],
+    },
+    "small": {
+        "nlayers": 3,
+        "n_dim": 64,
+        "e_dim": 32,
+        "a_dim": 16,
+        "e_rcut": 6.0,
+        "e_rcut_smth": 5.3,
+        "e_sel": 120,
+        "a_rcut": 4.0,
+        "a_rcut_smth": 3.5,
+        "a_sel": 30,
+        "fitting": [120, 120],
+    },
+    "tiny": {
+        "nlayers": 2,
+        "n_dim": 16,
+        "e_dim": 8,
+        "a_dim": 8,
+        "e_rcut": 5.0,
+        "e_rcut_smth": 4.5,
+        "e_sel": 60,
+        "a_rcut": 3.5,
+        "a_rcut_smth": 3.0,
+        "a_sel": 20,
+        "fitting": [32, 32],
+    },
 }
 DEFAULT_PRESET = "dpa3-l6"
 DEFAULT_EPOCHS = 50.0
@@ -138,16 +182,35 @@ def dpa3_model(type_map: Sequence[str], preset: str = DEFAULT_PRESET, seed: int 
     }
     return {
         "type_map": list(type_map),
-        "descriptor": {"type": "dpa3", "repflow": repflow, "activation_function": "silut:10.0",
-                       "use_tebd_bias": False, "precision": "float32", "concat_output_tebd": False, "seed": seed},
-        "fitting_net": {"neuron": fitting, "resnet_dt": True, "precision": "float32",
-                        "activation_function": "silut:10.0", "seed": seed},
+        "descriptor": {
+            "type": "dpa3",
+            "repflow": repflow,
+            "activation_function": "silut:10.0",
+            "use_tebd_bias": False,
+            "precision": "float32",
+            "concat_output_tebd": False,
+            "seed": seed,
+        },
+        "fitting_net": {
+            "neuron": fitting,
+            "resnet_dt": True,
+            "precision": "float32",
+            "activation_function": "silut:10.0",
+            "seed": seed,
+        },
     }
 
 
-def build_input(type_map: Sequence[str], train_systems: Sequence[str], valid_systems: Sequence[str],
-                numb_steps: int, schedule: Schedule | None = None, preset: str = DEFAULT_PRESET,
-                seed: int = 0, config: dict | None = None) -> dict:
+def build_input(
+    type_map: Sequence[str],
+    train_systems: Sequence[str],
+    valid_systems: Sequence[str],
+    numb_steps: int,
+    schedule: Schedule | None = None,
+    preset: str = DEFAULT_PRESET,
+    seed: int = 0,
+    config: dict | None = None,
+) -> dict:
     """A complete ``dp --pt train`` input.
 
     With ``config`` (a user's whole input), only the data systems, ``type_map`` (when absent),
@@ -161,7 +224,9 @@ def build_input(type_map: Sequence[str], train_systems: Sequence[str], valid_sys
         inp.setdefault("model", {}).setdefault("type_map", list(type_map))
         missing = sorted(set(type_map) - set(inp["model"]["type_map"]))
         if missing:
-            raise DataError(f"--backend-config type_map {inp['model']['type_map']} lacks elements of the data: {missing}")
+            raise DataError(
+                f"--backend-config type_map {inp['model']['type_map']} lacks elements of the data: {missing}"
+            )
         tr = inp.setdefault("training", {})
         tr["training_data"] = {**tr.get("training_data", {}), "systems": training_data["systems"]}
         tr["training_data"].setdefault("batch_size", training_data["batch_size"])
@@ -182,8 +247,15 @@ def build_input(type_map: Sequence[str], train_systems: Sequence[str], valid_sys
     inp = {
         "model": dpa3_model(type_map, preset, seed=MODEL_SEED),
         "learning_rate": learning_rate_section(schedule, numb_steps),
-        "loss": {"type": "ener", "start_pref_e": e0, "limit_pref_e": e1, "start_pref_f": f0, "limit_pref_f": f1,
-                 "start_pref_v": v0, "limit_pref_v": v1},
+        "loss": {
+            "type": "ener",
+            "start_pref_e": e0,
+            "limit_pref_e": e1,
+            "start_pref_f": f0,
+            "limit_pref_f": f1,
+            "start_pref_v": v0,
+            "limit_pref_v": v1,
+        },
         "training": {
             "training_data": training_data,
             "numb_steps": int(numb_steps),
@@ -196,8 +268,11 @@ def build_input(type_map: Sequence[str], train_systems: Sequence[str], valid_sys
         },
     }
     if valid_systems:
-        inp["training"]["validation_data"] = {"systems": [str(s) for s in valid_systems], "batch_size": 1,
-                                              "numb_btch": 4}
+        inp["training"]["validation_data"] = {
+            "systems": [str(s) for s in valid_systems],
+            "batch_size": 1,
+            "numb_btch": 4,
+        }
     _deep_update(inp, schedule.extra)
     return inp
 
@@ -207,11 +282,20 @@ def learning_rate_section(schedule: Schedule, numb_steps: int) -> dict:
     if schedule.stop_lr > schedule.start_lr:
         raise UsageError(f"stop lr {schedule.stop_lr} is above start lr {schedule.start_lr}")
     if schedule.lr_schedule == "exp":
-        return {"type": "exp", "decay_steps": max(1, min(5000, numb_steps // 50)),
-                "start_lr": schedule.start_lr, "stop_lr": schedule.stop_lr}
+        return {
+            "type": "exp",
+            "decay_steps": max(1, min(5000, numb_steps // 50)),
+            "start_lr": schedule.start_lr,
+            "stop_lr": schedule.stop_lr,
+        }
     if schedule.lr_schedule == "wsd":
-        return {"type": "wsd", "start_lr": schedule.start_lr, "stop_lr": schedule.stop_lr,
-                "decay_phase_ratio": WSD_DECAY_FRACTION, "decay_type": "inverse_linear"}
+        return {
+            "type": "wsd",
+            "start_lr": schedule.start_lr,
+            "stop_lr": schedule.stop_lr,
+            "decay_phase_ratio": WSD_DECAY_FRACTION,
+            "decay_type": "inverse_linear",
+        }
     raise UsageError(f"unknown learning-rate schedule {schedule.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
 
 
@@ -272,10 +356,20 @@ def _dp_echo(line: str) -> bool:
     return ("Batch" in line and "trn:" in line) or "ERROR" in line or "Error" in line
 
 
-def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
-                 schedule: Schedule | None = None, preset: str = DEFAULT_PRESET, init: str | None = None,
-                 model_branch: str | None = None, config: dict | None = None, seed: int = 0,
-                 device: str = "auto", model_name: str = "model.pth") -> dict:
+def train_deepmd(
+    train_frames: Sequence[Atoms],
+    valid_frames: Sequence[Atoms],
+    output: str | Path,
+    *,
+    schedule: Schedule | None = None,
+    preset: str = DEFAULT_PRESET,
+    init: str | None = None,
+    model_branch: str | None = None,
+    config: dict | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    model_name: str = "model.pth",
+) -> dict:
     """Train (or fine-tune from ``init``) a DPA-3 model and freeze it; returns a summary dict.
 
     ``output`` gets ``data/{train,valid}/sysNNN`` (deepmd npy), ``input.json``, ``train.log``,
@@ -308,18 +402,32 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
     valid_systems = write_deepmd_systems(valid_frames, data_dir / "valid", type_map) if valid_frames else []
     sizes = _system_sizes(train_systems)
     numb_steps = steps_for(schedule, sizes)
-    if config is not None and schedule.steps is None and schedule.epochs is None \
-            and "numb_steps" in config.get("training", {}):
+    if (
+        config is not None
+        and schedule.steps is None
+        and schedule.epochs is None
+        and "numb_steps" in config.get("training", {})
+    ):
         numb_steps = int(config["training"]["numb_steps"])  # the user's own run length
-    inp = build_input(type_map, [os.path.relpath(s, out) for s in train_systems],
-                      [os.path.relpath(s, out) for s in valid_systems], numb_steps, schedule, preset, seed, config)
+    inp = build_input(
+        type_map,
+        [os.path.relpath(s, out) for s in train_systems],
+        [os.path.relpath(s, out) for s in valid_systems],
+        numb_steps,
+        schedule,
+        preset,
+        seed,
+        config,
+    )
     (out / "input.json").write_text(json.dumps(inp, indent=2) + "\n")
     lr_sum = learning_rate_sum(inp.get("learning_rate", {}), numb_steps)
     is_dpa3 = inp.get("model", {}).get("descriptor", {}).get("type") == "dpa3"
     if init_path is None and is_dpa3 and lr_sum < FROM_SCRATCH_MIN_LR_SUM:
-        log.warning(f"DPA-3 from scratch with a summed learning rate of {lr_sum:.2g} over "
-                    f"{numb_steps} steps; its forces usually stay near zero until about {FROM_SCRATCH_MIN_LR_SUM:g}. "
-                    "For a short run from scratch use --lr-schedule wsd --start-lr 1e-2, or more steps.")
+        log.warning(
+            f"DPA-3 from scratch with a summed learning rate of {lr_sum:.2g} over "
+            f"{numb_steps} steps; its forces usually stay near zero until about {FROM_SCRATCH_MIN_LR_SUM:g}. "
+            "For a short run from scratch use --lr-schedule wsd --start-lr 1e-2, or more steps."
+        )
 
     env = device_env(device)
     dp = dp_command()
@@ -333,8 +441,10 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
                 cmd += ["--model-branch", model_branch]
         if config is None:
             cmd.append("--use-pretrain-script")
-    log.info(f"dp train, {numb_steps} steps on {sum(n for n, _ in sizes)} frames "
-             f"({len(train_systems)} system(s)), log {out / 'train.log'}")
+    log.info(
+        f"dp train, {numb_steps} steps on {sum(n for n, _ in sizes)} frames "
+        f"({len(train_systems)} system(s)), log {out / 'train.log'}"
+    )
     run_logged(cmd, out, out / "train.log", env, echo=_dp_echo, what="dp train")
     run_logged([*dp, "--pt", "freeze", "-o", model_name], out, out / "freeze.log", env, what="dp freeze")
     model_path = out / model_name
@@ -359,7 +469,7 @@ def train_deepmd(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], o
         "lr_sum": lr_sum,
         "preset": None if config is not None else (None if init_path is not None else preset),
         "init": str(init_path) if init_path else None,
-        "command": " ".join(["dp", *cmd[len(dp):]]),
+        "command": " ".join(["dp", *cmd[len(dp) :]]),
     }
     return summary
 

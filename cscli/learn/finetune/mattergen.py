@@ -21,6 +21,7 @@ from cscli.explore.mattergen import mattergen_command  # the one MatterGen confi
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
+
 def write_dataset_csv(frames: Sequence[Atoms], path: str | Path, properties: Sequence[str]) -> Path:
     """One MatterGen CSV (``material_id``, ``cif``, one column per property, ``chemical_system``),
     written by the same code as ``cscli generate --write-dataset``."""
@@ -30,22 +31,36 @@ def write_dataset_csv(frames: Sequence[Atoms], path: str | Path, properties: Seq
     return Path(path)
 
 
-def finetune_command(dataset_dir: Path, properties: Sequence[str], init: str | None = None,
-                     epochs: float | None = None) -> list[str]:
+def finetune_command(
+    dataset_dir: Path, properties: Sequence[str], init: str | None = None, epochs: float | None = None
+) -> list[str]:
     """``mattergen-finetune`` Hydra overrides for property adapters on a prepared dataset."""
-    cmd = [f"adapter.model_path={init}" if init else "adapter.pretrained_name=mattergen_base",
-           "data_module=mp_20", f"data_module.root_dir={dataset_dir}"]
+    cmd = [
+        f"adapter.model_path={init}" if init else "adapter.pretrained_name=mattergen_base",
+        "data_module=mp_20",
+        f"data_module.root_dir={dataset_dir}",
+    ]
     for p in properties:
-        cmd.append(f"+lightning_module/diffusion_module/model/property_embeddings@adapter.adapter.property_embeddings_adapt.{p}={p}")
+        cmd.append(
+            f"+lightning_module/diffusion_module/model/property_embeddings@adapter.adapter.property_embeddings_adapt.{p}={p}"
+        )
     cmd += ["~trainer.logger", "data_module.properties=[" + ",".join(f'"{p}"' for p in properties) + "]"]
     if epochs:
         cmd.append(f"trainer.max_epochs={int(epochs)}")
     return cmd
 
 
-def finetune_mattergen(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
-                       properties: Sequence[str] = ("energy_above_hull",), init: str | None = None,
-                       epochs: float | None = None, seed: int = 0, device: str = "auto") -> dict:
+def finetune_mattergen(
+    train_frames: Sequence[Atoms],
+    valid_frames: Sequence[Atoms],
+    output: str | Path,
+    *,
+    properties: Sequence[str] = ("energy_above_hull",),
+    init: str | None = None,
+    epochs: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict:
     """Write the dataset, convert it and fine-tune MatterGen; ModelError when MatterGen is absent."""
     from cscli.core.log import get_logger
     from cscli.learn.finetune._proc import device_env, run_logged
@@ -57,23 +72,44 @@ def finetune_mattergen(train_frames: Sequence[Atoms], valid_frames: Sequence[Ato
     csv_to_dataset = mattergen_command("csv-to-dataset")
     mg_finetune = mattergen_command("mattergen-finetune")
     if csv_to_dataset is None or mg_finetune is None:
-        raise ModelError(f"MatterGen is not configured (no csv-to-dataset/mattergen-finetune on PATH; set "
-                         f"CSCLI_MATTERGEN to its environment's command prefix or bin folder); the dataset is "
-                         f"written to {csv_dir}")
+        raise ModelError(
+            f"MatterGen is not configured (no csv-to-dataset/mattergen-finetune on PATH; set "
+            f"CSCLI_MATTERGEN to its environment's command prefix or bin folder); the dataset is "
+            f"written to {csv_dir}"
+        )
     env = device_env(device)
     cache = out / "dataset_cache"
-    run_logged([*csv_to_dataset, "--csv-folder", str(csv_dir), "--dataset-name", "cscli",
-                "--cache-folder", str(cache)], out, out / "csv_to_dataset.log", env,
-               what="mattergen csv-to-dataset")
+    run_logged(
+        [*csv_to_dataset, "--csv-folder", str(csv_dir), "--dataset-name", "cscli", "--cache-folder", str(cache)],
+        out,
+        out / "csv_to_dataset.log",
+        env,
+        what="mattergen csv-to-dataset",
+    )
     args = finetune_command(cache / "cscli", properties, init, epochs)
-    get_logger(__name__).info(f"mattergen-finetune on {len(train_frames)} structures, properties "
-                              f"{', '.join(properties)}, log {out / 'train.log'}")
-    run_logged([*mg_finetune, *args], out, out / "train.log", env,
-               echo=lambda line: "Epoch" in line or "Error" in line, what="mattergen-finetune")
+    get_logger(__name__).info(
+        f"mattergen-finetune on {len(train_frames)} structures, properties "
+        f"{', '.join(properties)}, log {out / 'train.log'}"
+    )
+    run_logged(
+        [*mg_finetune, *args],
+        out,
+        out / "train.log",
+        env,
+        echo=lambda line: "Epoch" in line or "Error" in line,
+        what="mattergen-finetune",
+    )
     ckpts = sorted(out.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not ckpts:
         raise ModelError(f"mattergen-finetune wrote no checkpoint under {out} (see {out / 'train.log'})")
     model_dir = ckpts[-1].parent.parent if ckpts[-1].parent.name == "checkpoints" else ckpts[-1].parent
-    return {"backend": "mattergen", "model": str(model_dir), "checkpoint": str(ckpts[-1]),
-            "dataset": str(csv_dir), "properties": list(properties), "n_train": len(train_frames),
-            "n_valid": len(valid_frames), "init": init}
+    return {
+        "backend": "mattergen",
+        "model": str(model_dir),
+        "checkpoint": str(ckpts[-1]),
+        "dataset": str(csv_dir),
+        "properties": list(properties),
+        "n_train": len(train_frames),
+        "n_valid": len(valid_frames),
+        "init": init,
+    }

@@ -24,14 +24,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
 UNTRAINED_TAG = "cscli: untrained M3GNet"
-_LINE = re.compile(r"\b(train|val): Loss: ([-\d.eE+naif]+), MAE\(e\): ([-\d.eE+naif]+), MAE\(f\): ([-\d.eE+naif]+), "
-                   r"MAE\(s\): ([-\d.eE+naif]+), Time: [-\d.eE+]+s, lr: ([-\d.eE+]+)")
+_LINE = re.compile(
+    r"\b(train|val): Loss: ([-\d.eE+naif]+), MAE\(e\): ([-\d.eE+naif]+), MAE\(f\): ([-\d.eE+naif]+), "
+    r"MAE\(s\): ([-\d.eE+naif]+), Time: [-\d.eE+]+s, lr: ([-\d.eE+]+)"
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EPOCH = re.compile(r"Epoch: (\d+) / (\d+)")
 
 
-def new_checkpoint(path: str | Path, *, num_blocks: int = 1, units: int = 16, max_l: int = 2, max_n: int = 2,
-                   cutoff: float = 5.0, threebody_cutoff: float = 4.0, seed: int = 0) -> Path:
+def new_checkpoint(
+    path: str | Path,
+    *,
+    num_blocks: int = 1,
+    units: int = 16,
+    max_l: int = 2,
+    max_n: int = 2,
+    cutoff: float = 5.0,
+    threebody_cutoff: float = 4.0,
+    seed: int = 0,
+) -> Path:
     """Write a randomly initialised (untrained) MatterSim M3GNet checkpoint.
 
     MatterSim's pretrained weights are downloaded by mattersim at run time, which cscli never does;
@@ -43,8 +54,15 @@ def new_checkpoint(path: str | Path, *, num_blocks: int = 1, units: int = 16, ma
     from mattersim.forcefield.potential import Potential
 
     torch.manual_seed(seed)
-    model = M3Gnet(num_blocks=num_blocks, units=units, max_l=max_l, max_n=max_n, cutoff=cutoff,
-                   threebody_cutoff=threebody_cutoff, device="cpu")
+    model = M3Gnet(
+        num_blocks=num_blocks,
+        units=units,
+        max_l=max_l,
+        max_n=max_n,
+        cutoff=cutoff,
+        threebody_cutoff=threebody_cutoff,
+        device="cpu",
+    )
     potential = Potential(model, device="cpu", description=UNTRAINED_TAG)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,11 +141,23 @@ def write_lcurve(curve: dict[str, list[float]], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def train_mattersim(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
-                    init: str, epochs: float = 50, steps: int | None = None, batch_size: int = 16,
-                    lr: float = 2e-4, seed: int = 0, device: str = "auto", force_loss_ratio: float = 1.0,
-                    stress_loss_ratio: float = 0.1, re_normalize: bool | None = None,
-                    model_name: str = "model.pth") -> dict:
+def train_mattersim(
+    train_frames: Sequence[Atoms],
+    valid_frames: Sequence[Atoms],
+    output: str | Path,
+    *,
+    init: str,
+    epochs: float = 50,
+    steps: int | None = None,
+    batch_size: int = 16,
+    lr: float = 2e-4,
+    seed: int = 0,
+    device: str = "auto",
+    force_loss_ratio: float = 1.0,
+    stress_loss_ratio: float = 0.1,
+    re_normalize: bool | None = None,
+    model_name: str = "model.pth",
+) -> dict:
     """Fine-tune the MatterSim checkpoint ``init``; ``output/model.pth`` is the best checkpoint."""
     from cscli.core.log import get_logger
     from cscli.core.models import resolve_device
@@ -161,25 +191,70 @@ def train_mattersim(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms]
     if valid_frames:
         _write_labelled(valid_frames, out / "valid.extxyz", with_stress)
 
-    cmd = [sys.executable, "-m", "mattersim.training.finetune_mattersim",
-           "--run_name", "cscli", "--train_data_path", str(out / "train.extxyz"),
-           "--load_model_path", str(init_path.resolve()), "--save_path", str(results), "--save_checkpoint",
-           "--ckpt_interval", str(n_epochs + 1), "--device", dev,
-           "--cutoff", str(args.get("cutoff", 5.0)), "--threebody_cutoff", str(args.get("threebody_cutoff", 4.0)),
-           "--epochs", str(n_epochs), "--batch_size", str(batch_size), "--lr", str(lr),
-           "--force_loss_ratio", str(force_loss_ratio), "--stress_loss_ratio", str(stress_loss_ratio),
-           "--early_stop_patience", str(n_epochs + 1), "--seed", str(seed),
-           "--include_stresses" if with_stress else "--no-include_stresses",
-           "--re_normalize" if re_normalize else "--no-re_normalize"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mattersim.training.finetune_mattersim",
+        "--run_name",
+        "cscli",
+        "--train_data_path",
+        str(out / "train.extxyz"),
+        "--load_model_path",
+        str(init_path.resolve()),
+        "--save_path",
+        str(results),
+        "--save_checkpoint",
+        "--ckpt_interval",
+        str(n_epochs + 1),
+        "--device",
+        dev,
+        "--cutoff",
+        str(args.get("cutoff", 5.0)),
+        "--threebody_cutoff",
+        str(args.get("threebody_cutoff", 4.0)),
+        "--epochs",
+        str(n_epochs),
+        "--batch_size",
+        str(batch_size),
+        "--lr",
+        str(lr),
+        "--force_loss_ratio",
+        str(force_loss_ratio),
+        "--stress_loss_ratio",
+        str(stress_loss_ratio),
+        "--early_stop_patience",
+        str(n_epochs + 1),
+        "--seed",
+        str(seed),
+        "--include_stresses" if with_stress else "--no-include_stresses",
+        "--re_normalize" if re_normalize else "--no-re_normalize",
+    ]
     if valid_frames:
         cmd += ["--valid_data_path", str(out / "valid.extxyz")]
     env = device_env(device)
-    env.update({"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(_free_port()), "WANDB_MODE": "disabled", "WANDB_SILENT": "true"})
-    get_logger(__name__).info(f"mattersim, {n_epochs} epochs on {len(train_frames)} frames "
-                              f"(stress {'on' if with_stress else 'off'}), log {out / 'train.log'}")
-    run_logged(cmd, out, out / "train.log", env, echo=lambda line: "Loss:" in line or "Error" in line,
-               what="mattersim finetune")
+    env.update(
+        {
+            "LOCAL_RANK": "0",
+            "RANK": "0",
+            "WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(_free_port()),
+            "WANDB_MODE": "disabled",
+            "WANDB_SILENT": "true",
+        }
+    )
+    get_logger(__name__).info(
+        f"mattersim, {n_epochs} epochs on {len(train_frames)} frames "
+        f"(stress {'on' if with_stress else 'off'}), log {out / 'train.log'}"
+    )
+    run_logged(
+        cmd,
+        out,
+        out / "train.log",
+        env,
+        echo=lambda line: "Loss:" in line or "Error" in line,
+        what="mattersim finetune",
+    )
     best = results / "best_model.pth"
     if not best.is_file():
         raise ModelError(f"mattersim finetune wrote no {best} (see {out / 'train.log'})")

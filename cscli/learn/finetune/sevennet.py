@@ -142,17 +142,22 @@ def parse_init(init: str | None) -> tuple[str, str, str | None]:
         try:
             from sevenn.util import pretrained_name_to_path
         except ImportError as exc:
-            raise ModelError(f"--backend sevennet: sevenn is not installed ({exc}); install the cscli[sevennet] extra") from None
+            raise ModelError(
+                f"--backend sevennet: sevenn is not installed ({exc}); install the cscli[sevennet] extra"
+            ) from None
         try:
             path = pretrained_name_to_path(base)
         except Exception as exc:  # the wheel lacks the file and the download failed (offline)
-            raise ModelError(f"--init {base}: sevenn has no local weights for it ({type(exc).__name__}: {exc})") from None
+            raise ModelError(
+                f"--init {base}: sevenn has no local weights for it ({type(exc).__name__}: {exc})"
+            ) from None
         return base + (f":{head}" if head else ""), str(path), head
     path_text, _, head = text.partition("::")
     path = Path(path_text)
     if not path.is_file():
-        raise UsageError(f"unknown --init {text!r}: give {', '.join(PRETRAINED[:2])}, 7net-mf-0[:HEAD] "
-                         f"or a SevenNet checkpoint file")
+        raise UsageError(
+            f"unknown --init {text!r}: give {', '.join(PRETRAINED[:2])}, 7net-mf-0[:HEAD] or a SevenNet checkpoint file"
+        )
     from cscli.core.models import detect_backend
 
     backend = detect_backend(path)
@@ -207,8 +212,12 @@ def frame_graph(atoms: Atoms, cutoff: float, head: str | None = None):
     stress = None
     if lab["virial"] is not None and atoms.pbc.all():
         stress = virial_to_stress(lab["virial"], atoms.get_volume())
-    a.calc = SinglePointCalculator(a, energy=float(lab["energy"]), forces=np.asarray(lab["forces"]),
-                                   **({"stress": np.asarray(stress)} if stress is not None else {}))
+    a.calc = SinglePointCalculator(
+        a,
+        energy=float(lab["energy"]),
+        forces=np.asarray(lab["forces"]),
+        **({"stress": np.asarray(stress)} if stress is not None else {}),
+    )
     graph = AtomGraphData.from_numpy_dict(atoms_to_graph(a, cutoff, transfer_info=False, y_from_calc=True))
     if head:
         graph["data_modality"] = head
@@ -301,8 +310,10 @@ def add_element_shift(model, config, shift_by_element: dict[str, float], head: s
 
     rescale = model._modules.get("rescale_atomic_energy")
     if not isinstance(rescale, (SpeciesWiseRescale, ModalWiseRescale)):
-        raise ModelError(f"this checkpoint's energy scaling ({type(rescale).__name__}) has no per-element "
-                         f"reference energies; use --energy-shift none")
+        raise ModelError(
+            f"this checkpoint's energy scaling ({type(rescale).__name__}) has no per-element "
+            f"reference energies; use --energy-shift none"
+        )
     type_map = config["_type_map"]
     modal_map = config.get("_modal_map") if isinstance(rescale, ModalWiseRescale) else None
     per_modal = bool(modal_map) and rescale.use_modal_wise_shift
@@ -319,12 +330,26 @@ def add_element_shift(model, config, shift_by_element: dict[str, float], head: s
 # ----------------------------------------------------------------------------- training
 
 
-def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], output: str | Path, *,
-                   init: str | None = None, epochs: float | None = None, steps: int | None = None,
-                   batch_size: int | None = None, start_lr: float | None = None, stop_lr: float | None = None,
-                   lr_schedule: str | None = None, loss: str | None = None, loss_weights=None,
-                   energy_shift: str | None = None, sevenn_config: dict | None = None, seed: int = 0,
-                   device: str = "auto", model_name: str = "model.pth") -> dict:
+def train_sevennet(
+    train_frames: Sequence[Atoms],
+    valid_frames: Sequence[Atoms],
+    output: str | Path,
+    *,
+    init: str | None = None,
+    epochs: float | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    start_lr: float | None = None,
+    stop_lr: float | None = None,
+    lr_schedule: str | None = None,
+    loss: str | None = None,
+    loss_weights=None,
+    energy_shift: str | None = None,
+    sevenn_config: dict | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    model_name: str = "model.pth",
+) -> dict:
     """Fine-tune a pretrained SevenNet on labelled frames; write ``model_name`` (a SevenNet
     checkpoint) and ``lcurve.out`` under ``output`` and return the summary.
 
@@ -341,13 +366,29 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
         import torch
         from torch_geometric.loader import DataLoader
     except ImportError as exc:
-        raise ModelError(f"--backend sevennet: sevenn is not installed ({exc}); install the cscli[sevennet] extra") from None
+        raise ModelError(
+            f"--backend sevennet: sevenn is not installed ({exc}); install the cscli[sevennet] extra"
+        ) from None
     from cscli.core.models import resolve_device
 
     o = dict(DEFAULTS)
-    o.update({k: v for k, v in dict(init=init, epochs=epochs, batch_size=batch_size, start_lr=start_lr,
-                                    stop_lr=stop_lr, lr_schedule=lr_schedule, loss=loss, loss_weights=loss_weights,
-                                    energy_shift=energy_shift).items() if v is not None})
+    o.update(
+        {
+            k: v
+            for k, v in dict(
+                init=init,
+                epochs=epochs,
+                batch_size=batch_size,
+                start_lr=start_lr,
+                stop_lr=stop_lr,
+                lr_schedule=lr_schedule,
+                loss=loss,
+                loss_weights=loss_weights,
+                energy_shift=energy_shift,
+            ).items()
+            if v is not None
+        }
+    )
     loss_name, loss_param = parse_loss(o["loss"])
     w_e, w_f, w_s = parse_weights(o["loss_weights"])
     if o["energy_shift"] not in ENERGY_SHIFTS:
@@ -378,8 +419,9 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     model, config, head = load_pretrained(ckpt_path, head)
-    missing = sorted(set().union(*(a.get_chemical_symbols() for a in [*train_frames, *valid_frames]))
-                     - model_elements(config))
+    missing = sorted(
+        set().union(*(a.get_chemical_symbols() for a in [*train_frames, *valid_frames])) - model_elements(config)
+    )
     if missing:
         raise DataError(f"--init {label}: the model does not know element(s) {', '.join(missing)}")
     cutoff = float(config["cutoff"])
@@ -387,8 +429,16 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
     train_graphs = [frame_graph(a, cutoff, head) for a in train_frames]
     valid_graphs = [frame_graph(a, cutoff, head) for a in valid_frames]
     with_stress = any(not bool(torch.isnan(g["stress"]).all()) for g in train_graphs)
-    log.info("sevennet: %s, %d train / %d valid frames (stress %s), cutoff %.1f Å, device %s; graphs in %.1f s",
-             label, len(train_frames), len(valid_frames), "on" if with_stress else "off", cutoff, dev, time.time() - t0)
+    log.info(
+        "sevennet: %s, %d train / %d valid frames (stress %s), cutoff %.1f Å, device %s; graphs in %.1f s",
+        label,
+        len(train_frames),
+        len(valid_frames),
+        "on" if with_stress else "off",
+        cutoff,
+        dev,
+        time.time() - t0,
+    )
 
     model.to(dev)
     model.set_is_batch_data(True)
@@ -402,22 +452,40 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
         add_element_shift(model, config, dict(zip(elements, delta.tolist())), head)
         natoms = counts.sum(axis=1)
         after = residual - counts @ delta
-        shift_report.update({
-            "per_element_eV": {el: float(d) for el, d in zip(elements, delta)},
-            "rank": rank, "n_elements": len(elements),
-            "train_rmse_e_before_eV_atom": float(np.sqrt(np.mean((residual / natoms) ** 2))),
-            "train_rmse_e_after_eV_atom": float(np.sqrt(np.mean((after / natoms) ** 2))),
-        })
-        log.info("energy shift (eV/atom): %s; train energy RMSE %.1f -> %.1f meV/atom%s",
-                 ", ".join(f"{el} {d:+.4f}" for el, d in zip(elements, delta)),
-                 1e3 * shift_report["train_rmse_e_before_eV_atom"], 1e3 * shift_report["train_rmse_e_after_eV_atom"],
-                 "" if rank == len(elements) else f" (compositions determine {rank} of {len(elements)} shifts)")
+        shift_report.update(
+            {
+                "per_element_eV": {el: float(d) for el, d in zip(elements, delta)},
+                "rank": rank,
+                "n_elements": len(elements),
+                "train_rmse_e_before_eV_atom": float(np.sqrt(np.mean((residual / natoms) ** 2))),
+                "train_rmse_e_after_eV_atom": float(np.sqrt(np.mean((after / natoms) ** 2))),
+            }
+        )
+        log.info(
+            "energy shift (eV/atom): %s; train energy RMSE %.1f -> %.1f meV/atom%s",
+            ", ".join(f"{el} {d:+.4f}" for el, d in zip(elements, delta)),
+            1e3 * shift_report["train_rmse_e_before_eV_atom"],
+            1e3 * shift_report["train_rmse_e_after_eV_atom"],
+            "" if rank == len(elements) else f" (compositions determine {rank} of {len(elements)} shifts)",
+        )
 
-    config.update({"optimizer": "adam", "optim_param": {"lr": float(o["start_lr"])},
-                   "scheduler": "exponentiallr", "scheduler_param": {"gamma": 1.0},
-                   "loss": loss_name, "loss_param": loss_param, "force_loss_weight": w_f,
-                   "stress_loss_weight": w_s, "is_train_stress": with_stress and w_s > 0,
-                   "is_ddp": False, "device": dev, "random_seed": seed, "use_weight": False})
+    config.update(
+        {
+            "optimizer": "adam",
+            "optim_param": {"lr": float(o["start_lr"])},
+            "scheduler": "exponentiallr",
+            "scheduler_param": {"gamma": 1.0},
+            "loss": loss_name,
+            "loss_param": loss_param,
+            "force_loss_weight": w_f,
+            "stress_loss_weight": w_s,
+            "is_train_stress": with_stress and w_s > 0,
+            "is_ddp": False,
+            "device": dev,
+            "random_seed": seed,
+            "use_weight": False,
+        }
+    )
     own_scheduler = bool(sevenn_config and "scheduler" in sevenn_config)
     if sevenn_config:
         config.update(sevenn_config)
@@ -428,15 +496,17 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
         trainer = Trainer.from_config(model, config)
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"sevenn rejected the training settings: {type(exc).__name__}: {exc}") from None
-    trainer.loss_functions = [(fn, w_e if isinstance(fn, PerAtomEnergyLoss) else w)
-                              for fn, w in trainer.loss_functions]
+    trainer.loss_functions = [(fn, w_e if isinstance(fn, PerAtomEnergyLoss) else w) for fn, w in trainer.loss_functions]
 
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_graphs, batch_size=bs, shuffle=True, generator=generator)
     per_epoch = len(loader)
     n_epochs = math.ceil(steps / per_epoch) if steps is not None else max(1, math.ceil(float(o["epochs"])))
-    total_steps = steps if steps is not None else (
-        n_epochs * per_epoch if float(o["epochs"]).is_integer() else math.ceil(float(o["epochs"]) * per_epoch))
+    total_steps = (
+        steps
+        if steps is not None
+        else (n_epochs * per_epoch if float(o["epochs"]).is_integer() else math.ceil(float(o["epochs"]) * per_epoch))
+    )
 
     rows = []
     nan = float("nan")
@@ -467,8 +537,17 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
         t = trn.rmse()
         v = _predict(trainer.model, valid_graphs, dev, bs).rmse() if valid_graphs else {"e": nan, "f": nan, "s": nan}
         rows.append([epoch + 1, done, lr, t["e"], v["e"], t["f"], v["f"], t["s"], v["s"], seconds])
-        log.info("epoch %d/%d lr %.2e: train E %.2f meV/atom F %.1f meV/Å | valid E %.2f F %.1f (%.0f s)",
-                 epoch + 1, n_epochs, lr, 1e3 * t["e"], 1e3 * t["f"], 1e3 * v["e"], 1e3 * v["f"], seconds)
+        log.info(
+            "epoch %d/%d lr %.2e: train E %.2f meV/atom F %.1f meV/Å | valid E %.2f F %.1f (%.0f s)",
+            epoch + 1,
+            n_epochs,
+            lr,
+            1e3 * t["e"],
+            1e3 * t["f"],
+            1e3 * v["e"],
+            1e3 * v["f"],
+            seconds,
+        )
         if done >= total_steps:
             break
     write_lcurve(rows, out / "lcurve.out")
@@ -482,10 +561,19 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
     config["device"] = "cpu"
     # a SevenNet checkpoint as sevenn's Trainer.write_checkpoint writes it, plus cscli's record of the
     # fine-tuned fidelity, which cscli.core.models uses when --model names no head
-    torch.save({"config": config, "model_state_dict": trainer.model.state_dict(), "epoch": len(epoch_seconds),
-                "time": time.strftime("%Y-%m-%d %H:%M"), "hash": f"cscli-finetune-{seed}",
-                "optimizer_state_dict": trainer.optimizer.state_dict(), "scheduler_state_dict": None,
-                "cscli": {"head": head, "init": label, "seed": seed}}, model_path)
+    torch.save(
+        {
+            "config": config,
+            "model_state_dict": trainer.model.state_dict(),
+            "epoch": len(epoch_seconds),
+            "time": time.strftime("%Y-%m-%d %H:%M"),
+            "hash": f"cscli-finetune-{seed}",
+            "optimizer_state_dict": trainer.optimizer.state_dict(),
+            "scheduler_state_dict": None,
+            "cscli": {"head": head, "init": label, "seed": seed},
+        },
+        model_path,
+    )
     return {
         "backend": "sevennet",
         "model": str(model_path),
@@ -518,8 +606,18 @@ def train_sevennet(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms],
     }
 
 
-LCURVE_COLUMNS = ("epoch", "step", "lr", "rmse_e_trn", "rmse_e_val", "rmse_f_trn", "rmse_f_val",
-                  "rmse_s_trn", "rmse_s_val", "seconds")
+LCURVE_COLUMNS = (
+    "epoch",
+    "step",
+    "lr",
+    "rmse_e_trn",
+    "rmse_e_val",
+    "rmse_f_trn",
+    "rmse_f_val",
+    "rmse_s_trn",
+    "rmse_s_val",
+    "seconds",
+)
 
 
 def write_lcurve(rows, path: str | Path) -> None:

@@ -153,21 +153,25 @@ def _check_chgcar_grid(path: str) -> None:
         raise DataError(f"{path}: not a CHGCAR (no structure and grid header where VASP puts them)") from None
     need = int(np.prod(shape))
     got = 0
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         parts = line.split()
         if not parts or parts[0].startswith("aug"):
             break
         try:
             [float(p) for p in parts]
         except ValueError:
-            raise DataError(f"{path}: grid {shape[0]}x{shape[1]}x{shape[2]}: non-numeric value in the density "
-                            f"block ({line.strip()[:40]!r})") from None
+            raise DataError(
+                f"{path}: grid {shape[0]}x{shape[1]}x{shape[2]}: non-numeric value in the density "
+                f"block ({line.strip()[:40]!r})"
+            ) from None
         got += len(parts)
         if got >= need:
             break
     if got < need:
-        raise DataError(f"{path}: grid {shape[0]}x{shape[1]}x{shape[2]} needs {need} values, the file has {got} "
-                        "(truncated or broken CHGCAR)")
+        raise DataError(
+            f"{path}: grid {shape[0]}x{shape[1]}x{shape[2]} needs {need} values, the file has {got} "
+            "(truncated or broken CHGCAR)"
+        )
 
 
 def write_chgcar(path, atoms, rho: np.ndarray, comment: str | None = None) -> Path:
@@ -215,15 +219,25 @@ def read_eacnet_h5(path) -> list[Density]:
             pos, typ, cell = np.asarray(g["atom_pos"]), np.asarray(g["atom_type"]), np.asarray(g["cell"])
             probes, chg = np.asarray(g["probe_pos"]), np.asarray(g["chg"])
             if pos.ndim != 3 or probes.ndim != 3 or chg.shape != probes.shape[:2]:
-                raise DataError(f"{path}: group {gname!r}: shapes atom_pos {pos.shape}, probe_pos {probes.shape}, "
-                                f"chg {chg.shape} do not fit the EAC-Net layout")
+                raise DataError(
+                    f"{path}: group {gname!r}: shapes atom_pos {pos.shape}, probe_pos {probes.shape}, "
+                    f"chg {chg.shape} do not fit the EAC-Net layout"
+                )
             for f in range(pos.shape[0]):
                 atoms = Atoms(numbers=typ[f], positions=pos[f], cell=cell[f], pbc=True)
                 meta = {"group": gname}
                 if "probe_shape" in g:
                     meta["grid_shape"] = [int(x) for x in np.asarray(g["probe_shape"])[1:]]
-                out.append(Density(atoms=atoms, values=chg[f].astype(float), points=probes[f].astype(float),
-                                   name=f"{_stem(path)}-{gname}-{f}", source=path, meta=meta))
+                out.append(
+                    Density(
+                        atoms=atoms,
+                        values=chg[f].astype(float),
+                        points=probes[f].astype(float),
+                        name=f"{_stem(path)}-{gname}-{f}",
+                        source=path,
+                        meta=meta,
+                    )
+                )
     if not out:
         raise DataError(f"{path}: no EAC-Net density group in this h5 file")
     return out
@@ -275,10 +289,16 @@ def read_gpaw_dump(json_path) -> Density:
     try:
         meta = json.loads(json_path.read_text())
         req = meta["request"]
-        rho = np.load(meta["density"]["path"] if Path(meta["density"]["path"]).is_file()
-                      else json_path.with_suffix(".npy"))
+        rho = np.load(
+            meta["density"]["path"] if Path(meta["density"]["path"]).is_file() else json_path.with_suffix(".npy")
+        )
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{json_path}: not a GPAW density dump ({exc})") from None
     atoms = Atoms(symbols=req["symbols"], positions=req["positions"], cell=req["cell"], pbc=req["pbc"])
-    return Density(atoms=atoms, values=np.asarray(rho, dtype=float), name=meta.get("id", json_path.stem),
-                   source=str(json_path), meta={"energy": meta.get("energy"), "settings": req["settings"]})
+    return Density(
+        atoms=atoms,
+        values=np.asarray(rho, dtype=float),
+        name=meta.get("id", json_path.stem),
+        source=str(json_path),
+        meta={"energy": meta.get("energy"), "settings": req["settings"]},
+    )

@@ -79,8 +79,10 @@ def periodic_pairs(cell, pbc, centers, positions, cutoff: float, exclude_self: b
     frac_c = frac_c - shift_c  # centres wrapped into the cell (periodic axes)
     frac_a = frac_a - np.where(pbc, np.floor(frac_a), 0.0)
     reach = cutoff / heights
-    ranges = [np.arange(-int(math.ceil(reach[k])) - 1, int(math.ceil(reach[k])) + 2) if pbc[k] else np.array([0])
-              for k in range(3)]
+    ranges = [
+        np.arange(-int(math.ceil(reach[k])) - 1, int(math.ceil(reach[k])) + 2) if pbc[k] else np.array([0])
+        for k in range(3)
+    ]
     shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
     img_frac = (frac_a[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
     owner = np.tile(np.arange(len(positions)), len(shifts))
@@ -139,8 +141,9 @@ def _net_class():
             self.gate = Gate(scalars, [torch.nn.functional.silu], gates, [torch.sigmoid], gated)
             mid = self.gate.irreps_in
             self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_sh, mid, shared_weights=False)
-            self.fc = FullyConnectedNet([cfg["num_basis"], cfg["radial_hidden"], self.tp.weight_numel],
-                                        torch.nn.functional.silu)
+            self.fc = FullyConnectedNet(
+                [cfg["num_basis"], cfg["radial_hidden"], self.tp.weight_numel], torch.nn.functional.silu
+            )
             self.self_connection = o3.Linear(irreps_in, mid)
             self.norm = 1.0 / math.sqrt(cfg["avg_neighbors"])
             self.irreps_out = self.gate.irreps_out
@@ -175,9 +178,12 @@ def _net_class():
             probe_in = o3.Irreps([(m, ir) for m, ir in probe_in if ir.l <= lmax])
             self.probe_project = o3.Linear(irreps, probe_in)
             n_out = int(cfg["readout_hidden"])
-            self.probe_tp = o3.FullyConnectedTensorProduct(probe_in, self.irreps_sh, f"{n_out}x0e", shared_weights=False)
-            self.probe_fc = FullyConnectedNet([cfg["num_basis"], cfg["radial_hidden"], self.probe_tp.weight_numel],
-                                              torch.nn.functional.silu)
+            self.probe_tp = o3.FullyConnectedTensorProduct(
+                probe_in, self.irreps_sh, f"{n_out}x0e", shared_weights=False
+            )
+            self.probe_fc = FullyConnectedNet(
+                [cfg["num_basis"], cfg["radial_hidden"], self.probe_tp.weight_numel], torch.nn.functional.silu
+            )
             self.readout = FullyConnectedNet([n_out, n_out, 1], torch.nn.functional.silu)
             self.probe_norm = 1.0 / math.sqrt(cfg["avg_probe_neighbors"])
             self.prior_coef = torch.nn.Parameter(torch.zeros(len(self.species), int(cfg["prior_basis"])))
@@ -186,16 +192,18 @@ def _net_class():
         def prior_basis(self, length):
             """Gaussians g_n(r) × cosine envelope, shape (E, prior_basis)."""
             cutoff = float(self.config["probe_cutoff"])
-            centres = torch.linspace(0.0, cutoff, int(self.config["prior_basis"]), dtype=length.dtype,
-                                     device=length.device)
+            centres = torch.linspace(
+                0.0, cutoff, int(self.config["prior_basis"]), dtype=length.dtype, device=length.device
+            )
             g = torch.exp(-(((length[:, None] - centres[None, :]) / float(self.config["prior_width"])) ** 2))
             env = 0.5 * (torch.cos(math.pi * (length / cutoff).clamp(max=1.0)) + 1.0)
             return g * env[:, None]
 
         def _basis(self, length, cutoff):
             # Bessel sin(nπr/c)/r is finite at r → 0; clamp so a probe on a nucleus gives no 0/0
-            return soft_one_hot_linspace(length.clamp(min=1e-4), 0.0, cutoff, int(self.config["num_basis"]), basis="bessel",
-                                         cutoff=True) * math.sqrt(int(self.config["num_basis"]))
+            return soft_one_hot_linspace(
+                length.clamp(min=1e-4), 0.0, cutoff, int(self.config["num_basis"]), basis="bessel", cutoff=True
+            ) * math.sqrt(int(self.config["num_basis"]))
 
         def _sh(self, vec):
             # softened unit vectors r/sqrt(r² + ε²), ε = 1e-3 Å: a probe on a nucleus gets Y_l>0 = 0,
@@ -221,7 +229,9 @@ def _net_class():
             sh = self._sh(-vec)
             basis = self._basis(length, float(self.config["probe_cutoff"]))
             s = self.probe_tp(self.probe_project(h)[atom_idx], sh, self.probe_fc(basis))
-            contrib = self.readout(s).squeeze(-1) * (self.probe_norm * float(self.config["output_scale"])) * self.correction
+            contrib = (
+                self.readout(s).squeeze(-1) * (self.probe_norm * float(self.config["output_scale"])) * self.correction
+            )
             prior = (self.prior_basis(length) * self.prior_coef[species_idx[atom_idx]]).sum(dim=1)
             contrib = contrib + prior
             rho = torch.zeros(n_probes, dtype=contrib.dtype, device=contrib.device)
@@ -246,30 +256,38 @@ class Predictor:
     def check_species(self, atoms, name: str = "structure"):
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(_symbols(self.model.species)))
         if unknown:
-            raise DataError(f"{name}: element(s) {', '.join(unknown)} not in the model "
-                            f"(trained on {', '.join(_symbols(self.model.species))})")
+            raise DataError(
+                f"{name}: element(s) {', '.join(unknown)} not in the model "
+                f"(trained on {', '.join(_symbols(self.model.species))})"
+            )
 
     def atom_graph(self, atoms):
         torch = self.torch
         cfg = self.model.config
-        dst, src, vec = periodic_pairs(atoms.cell.array, atoms.pbc, atoms.positions, atoms.positions,
-                                       float(cfg["cutoff"]), exclude_self=True)
+        dst, src, vec = periodic_pairs(
+            atoms.cell.array, atoms.pbc, atoms.positions, atoms.positions, float(cfg["cutoff"]), exclude_self=True
+        )
         # message j → i uses vec = r_j − r_i (dst = centre i, src = neighbour j)
-        return (torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device),
-                torch.as_tensor(src, dtype=torch.long, device=self.device),
-                torch.as_tensor(dst, dtype=torch.long, device=self.device),
-                torch.as_tensor(vec, dtype=self.dtype, device=self.device))
+        return (
+            torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device),
+            torch.as_tensor(src, dtype=torch.long, device=self.device),
+            torch.as_tensor(dst, dtype=torch.long, device=self.device),
+            torch.as_tensor(vec, dtype=self.dtype, device=self.device),
+        )
 
     def features(self, atoms):
         return self.model.atom_features(*self.atom_graph(atoms))
 
     def probe_edges(self, atoms, points):
         torch = self.torch
-        p, a, vec = periodic_pairs(atoms.cell.array, atoms.pbc, points, atoms.positions,
-                                   float(self.model.config["probe_cutoff"]))
-        return (torch.as_tensor(p, dtype=torch.long, device=self.device),
-                torch.as_tensor(a, dtype=torch.long, device=self.device),
-                torch.as_tensor(vec, dtype=self.dtype, device=self.device))
+        p, a, vec = periodic_pairs(
+            atoms.cell.array, atoms.pbc, points, atoms.positions, float(self.model.config["probe_cutoff"])
+        )
+        return (
+            torch.as_tensor(p, dtype=torch.long, device=self.device),
+            torch.as_tensor(a, dtype=torch.long, device=self.device),
+            torch.as_tensor(vec, dtype=self.dtype, device=self.device),
+        )
 
     def density(self, atoms, points, h=None):
         """ρ (torch, electrons/Å³) at ``points`` (P,3) Å; gradients flow when enabled."""
@@ -288,8 +306,8 @@ class Predictor:
         with torch.no_grad():
             h = self.features(atoms)
             for start in range(0, len(points), batch):
-                chunk = points[start:start + batch]
-                out[start:start + len(chunk)] = self.density(atoms, chunk, h).cpu().numpy()
+                chunk = points[start : start + batch]
+                out[start : start + len(chunk)] = self.density(atoms, chunk, h).cpu().numpy()
                 if progress is not None:
                     progress(len(chunk))
         return out
@@ -313,8 +331,14 @@ def save_model(path, model, meta: dict | None = None, extra: dict | None = None)
 
     import torch
 
-    payload = {"kind": KIND, "format_version": FORMAT_VERSION, "config": model.config, "species": model.species,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta or {}}
+    payload = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "config": model.config,
+        "species": model.species,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta or {},
+    }
     payload.update(extra or {})
     tmp = f"{path}.part"
     torch.save(payload, tmp)
@@ -336,8 +360,10 @@ def load_payload(path) -> dict:
         raise ModelError(f"{path}: not a cscli density model ({first})") from None
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         kind = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelError(f"{path}: not a cscli density model (found {kind or 'another kind of file'}; "
-                         "train one with `cscli density train`)")
+        raise ModelError(
+            f"{path}: not a cscli density model (found {kind or 'another kind of file'}; "
+            "train one with `cscli density train`)"
+        )
     if int(payload.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelError(f"{path}: density model format {payload['format_version']} is newer than this cscli's")
     return payload

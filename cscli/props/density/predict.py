@@ -70,8 +70,18 @@ def predict_grid(predictor, atoms, shape, batch: int = 20000):
     return rho.reshape(shape)
 
 
-def predict_frames(frames, model_path, out_dir, device="cpu", grid=None, spacing=None, encut=520.0,
-                   prec="Normal", normalize=False, batch=20000):
+def predict_frames(
+    frames,
+    model_path,
+    out_dir,
+    device="cpu",
+    grid=None,
+    spacing=None,
+    encut=520.0,
+    prec="Normal",
+    normalize=False,
+    batch=20000,
+):
     """A CHGCAR per frame under ``out_dir`` (``<id>.CHGCAR``); yields the annotated frames."""
     from cscli.core.models import resolve_device
     from cscli.props.density.io import write_chgcar
@@ -99,8 +109,15 @@ def predict_frames(frames, model_path, out_dir, device="cpu", grid=None, spacing
             rho = rho * scaled
         path = out / f"{_safe(fid)}.CHGCAR"
         write_chgcar(path, atoms, rho, comment=f"{atoms.get_chemical_formula()} cscli density prediction")
-        log.info("%s: grid %dx%dx%d, %.2f s, ∫ρ = %.4f e (valence %s)%s", fid, *shape, seconds, total,
-                 "?" if nval is None else f"{nval:g}", f", scaled ×{scaled:.5f}" if scaled else "")
+        log.info(
+            "%s: grid %dx%dx%d, %.2f s, ∫ρ = %.4f e (valence %s)%s",
+            fid,
+            *shape,
+            seconds,
+            total,
+            "?" if nval is None else f"{nval:g}",
+            f", scaled ×{scaled:.5f}" if scaled else "",
+        )
         atoms.info["density_file"] = str(path)
         atoms.info["density_electrons"] = total
         atoms.info["density_model"] = f"{Path(model_path).name} (cscli density)"
@@ -139,8 +156,9 @@ def superposition_baseline(density, radial: dict) -> np.ndarray:
     return out
 
 
-def test_model(model_path, densities, device="cpu", eval_points: int | None = None, plot_path=None,
-               baseline: dict | None = None) -> dict:
+def test_model(
+    model_path, densities, device="cpu", eval_points: int | None = None, plot_path=None, baseline: dict | None = None
+) -> dict:
     """NMAE per structure and overall (Σ|Δρ| / Σ|ρ| over every point, or ``eval_points`` each)."""
     from cscli.core.models import resolve_device
     from cscli.props.density.model import Predictor, load_model
@@ -160,8 +178,14 @@ def test_model(model_path, densities, device="cpu", eval_points: int | None = No
         t0 = time.time()
         p = pred.predict(d.atoms, pts)
         err = float(np.abs(p - vals).sum())
-        row = {"name": d.name, "source": d.source, "n_atoms": len(d.atoms), "n_points": int(len(vals)),
-               "nmae": err / max(float(np.abs(vals).sum()), 1e-300), "seconds": time.time() - t0}
+        row = {
+            "name": d.name,
+            "source": d.source,
+            "n_atoms": len(d.atoms),
+            "n_points": int(len(vals)),
+            "nmae": err / max(float(np.abs(vals).sum()), 1e-300),
+            "seconds": time.time() - t0,
+        }
         if baseline:
             b = superposition_baseline(d, baseline) if not eval_points else None
             if b is not None:
@@ -177,8 +201,13 @@ def test_model(model_path, densities, device="cpu", eval_points: int | None = No
         if first is None and d.is_grid and not eval_points:
             first = (d, p.reshape(d.values.shape))
         log.info("%s: NMAE %.3f %%", d.name, 100 * row["nmae"])
-    report = {"model": str(model_path), "model_meta": {k: meta.get(k) for k in ("trained_on", "valid_nmae", "step")},
-              "n_structures": len(rows), "nmae": num / max(den, 1e-300), "structures": rows}
+    report = {
+        "model": str(model_path),
+        "model_meta": {k: meta.get(k) for k in ("trained_on", "valid_nmae", "step")},
+        "n_structures": len(rows),
+        "nmae": num / max(den, 1e-300),
+        "structures": rows,
+    }
     if baseline and bnum:
         report["baseline_nmae"] = bnum / max(den, 1e-300)
     if plot_path:
@@ -206,9 +235,11 @@ def plot_slice(density, predicted, path, axis: int = 2) -> None:
     diff = pr - ref
     dmax = float(np.abs(diff).max()) or 1.0
     fig, ax = plt.subplots(1, 3, figsize=(11, 3.6))
-    for a, data, title, kw in ((ax[0], ref, "DFT", dict(vmin=0, vmax=vmax, cmap="viridis")),
-                               (ax[1], pr, "predicted", dict(vmin=0, vmax=vmax, cmap="viridis")),
-                               (ax[2], diff, "predicted − DFT", dict(vmin=-dmax, vmax=dmax, cmap="RdBu_r"))):
+    for a, data, title, kw in (
+        (ax[0], ref, "DFT", dict(vmin=0, vmax=vmax, cmap="viridis")),
+        (ax[1], pr, "predicted", dict(vmin=0, vmax=vmax, cmap="viridis")),
+        (ax[2], diff, "predicted − DFT", dict(vmin=-dmax, vmax=dmax, cmap="RdBu_r")),
+    ):
         im = a.imshow(data.T, origin="lower", **kw)
         a.set_title(title)
         a.set_xticks([])
@@ -241,8 +272,12 @@ def write_nscf_inputs(chgcar_paths, out_dir, line_density: int = 20, user_incar:
         from pymatgen.io.ase import AseAtomsAdaptor
 
         structure = AseAtomsAdaptor.get_structure(d.atoms)
-        vis = MPNonSCFSet(structure, mode="line", kpoints_line_density=line_density,
-                          user_incar_settings={"ICHARG": 11, "LCHARG": False, **(user_incar or {})})
+        vis = MPNonSCFSet(
+            structure,
+            mode="line",
+            kpoints_line_density=line_density,
+            user_incar_settings={"ICHARG": 11, "LCHARG": False, **(user_incar or {})},
+        )
         folder = out / _safe(d.name)
         folder.mkdir(parents=True, exist_ok=True)
         vis.incar.write_file(str(folder / "INCAR"))
@@ -250,7 +285,13 @@ def write_nscf_inputs(chgcar_paths, out_dir, line_density: int = 20, user_incar:
         vis.poscar.write_file(str(folder / "POSCAR"))
         (folder / "POTCAR.spec").write_text("\n".join(vis.potcar_symbols) + "\n")
         shutil.copyfile(path, folder / "CHGCAR")
-        rows.append({"chgcar": str(path), "dir": str(folder), "n_kpoints": len(vis.kpoints.kpts) if vis.kpoints.kpts else 0,
-                     "labels": [x for x in (vis.kpoints.labels or []) if x]})
+        rows.append(
+            {
+                "chgcar": str(path),
+                "dir": str(folder),
+                "n_kpoints": len(vis.kpoints.kpts) if vis.kpoints.kpts else 0,
+                "labels": [x for x in (vis.kpoints.labels or []) if x],
+            }
+        )
         log.info("%s: %s (%d k-points on the line path)", d.name, folder, rows[-1]["n_kpoints"])
     return rows

@@ -57,7 +57,9 @@ def split(densities, valid_fraction: float, seed: int, valid=None):
     order = rng.permutation(n)
     n_val = min(n - 1, max(1, int(round(valid_fraction * n))))
     val_idx = set(order[:n_val].tolist())
-    return [d for i, d in enumerate(densities) if i not in val_idx], [d for i, d in enumerate(densities) if i in val_idx]
+    return [d for i, d in enumerate(densities) if i not in val_idx], [
+        d for i, d in enumerate(densities) if i in val_idx
+    ]
 
 
 def sample_points(density, n: int, near_fraction: float, radius: float, rng):
@@ -116,8 +118,15 @@ def _stats(densities, cutoff: float, probe_cutoff: float):
     return max(float(np.mean(nb)), 1.0), max(float(np.mean(pb)), 1.0), float(np.mean(scale))
 
 
-def train(densities, out_dir, settings: TrainSettings, config: dict | None = None, init: str | None = None,
-          valid=None, plot: bool = True) -> dict:
+def train(
+    densities,
+    out_dir,
+    settings: TrainSettings,
+    config: dict | None = None,
+    init: str | None = None,
+    valid=None,
+    plot: bool = True,
+) -> dict:
     """Train (or fine-tune from ``init``) a density model; returns the run summary."""
     import torch
 
@@ -153,8 +162,10 @@ def train(densities, out_dir, settings: TrainSettings, config: dict | None = Non
     if not init and not (settings.resume and ckpt_path.is_file()):
         fit_prior(pred, train_set, rng_seed=settings.seed)
         if valid_set:
-            log.info("radial prior fitted: validation NMAE %.4f before training",
-                     _evaluate(pred, valid_set, [eval_set(d, settings.eval_points) for d in valid_set]))
+            log.info(
+                "radial prior fitted: validation NMAE %.4f before training",
+                _evaluate(pred, valid_set, [eval_set(d, settings.eval_points) for d in valid_set]),
+            )
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     gamma = (settings.final_lr / settings.lr) ** (1.0 / max(settings.steps, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
@@ -174,9 +185,12 @@ def train(densities, out_dir, settings: TrainSettings, config: dict | None = Non
     monitor = valid_set or train_set[:3]
     monitor_pts = valid_pts if valid_set else [eval_set(d, settings.eval_points) for d in monitor]
     meta = {
-        "trained_on": [d.name for d in train_set], "validated_on": [d.name for d in valid_set],
-        "settings": asdict(settings), "init": str(init) if init else None,
-        "init_meta": meta_init, "n_parameters": M.count_parameters(net),
+        "trained_on": [d.name for d in train_set],
+        "validated_on": [d.name for d in valid_set],
+        "settings": asdict(settings),
+        "init": str(init) if init else None,
+        "init_meta": meta_init,
+        "n_parameters": M.count_parameters(net),
     }
     bar = None
     if not is_quiet():
@@ -218,17 +232,32 @@ def train(densities, out_dir, settings: TrainSettings, config: dict | None = Non
             if bar is not None:
                 bar.set_postfix(nmae=f"{val:.4f}")
             log.info("step %d: loss %.4g, %s NMAE %.4f", step, loss_total, "validation" if valid_set else "train", val)
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
-                        "step": step, "best": best}, str(ckpt_path) + ".part")
+            torch.save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "step": step,
+                    "best": best,
+                },
+                str(ckpt_path) + ".part",
+            )
             Path(str(ckpt_path) + ".part").replace(ckpt_path)
     if bar is not None:
         bar.close()
     if not (out / "model.pt").exists():
         M.save_model(out / "model.pt", net, {**meta, "step": settings.steps})
-    summary = {"model": str(out / "model.pt"), "best_valid_nmae": best if math.isfinite(best) else None,
-               "monitored_on": "validation" if valid_set else "train", "steps": settings.steps,
-               "seconds": time.time() - t0, **meta}
+    summary = {
+        "model": str(out / "model.pt"),
+        "best_valid_nmae": best if math.isfinite(best) else None,
+        "monitored_on": "validation" if valid_set else "train",
+        "steps": settings.steps,
+        "seconds": time.time() - t0,
+        **meta,
+    }
     (out / "history.json").write_text(json.dumps(history))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if plot:

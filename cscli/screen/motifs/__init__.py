@@ -21,7 +21,24 @@ from cscli.screen.motifs.graph import (
 )
 
 __all__ = [
-    "Catalogue", "DEFAULT_CUTOFFS", "DEFAULT_EXCLUDE", "Motif", "MotifSettings", "Unit", "analyze",
-    "bond_graph", "charge_balance", "dominant_motif", "example_record", "export_cluster", "find_units",
-    "format_table", "formal_charge", "motif_names", "pair_cutoff", "parse_cutoffs", "safe_name", "tag_frame",
+    "Catalogue",
+    "DEFAULT_CUTOFFS",
+    "DEFAULT_EXCLUDE",
+    "Motif",
+    "MotifSettings",
+    "Unit",
+    "analyze",
+    "bond_graph",
+    "charge_balance",
+    "dominant_motif",
+    "example_record",
+    "export_cluster",
+    "find_units",
+    "format_table",
+    "formal_charge",
+    "motif_names",
+    "pair_cutoff",
+    "parse_cutoffs",
+    "safe_name",
+    "tag_frame",
 ]

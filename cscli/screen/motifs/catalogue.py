@@ -67,9 +67,19 @@ class Catalogue:
         for m in motifs:
             rec = self.records.get(m.hash)
             if rec is None:
-                rec = {"hash": m.hash, "name": m.name, "formula": m.formula, "charge": m.charge,
-                       "dimensionality": m.dimensionality, "natoms": m.natoms, "first_id": frame_id,
-                       "first_iteration": iteration, "count": 0, "frames": 0, "example": example_record(m)}
+                rec = {
+                    "hash": m.hash,
+                    "name": m.name,
+                    "formula": m.formula,
+                    "charge": m.charge,
+                    "dimensionality": m.dimensionality,
+                    "natoms": m.natoms,
+                    "first_id": frame_id,
+                    "first_iteration": iteration,
+                    "count": 0,
+                    "frames": 0,
+                    "example": example_record(m),
+                }
                 self.records[m.hash] = rec
             rec["count"] += m.count
             rec["frames"] += 1
@@ -97,18 +107,38 @@ class Catalogue:
         rows = []
         for h in self.run_order:
             rec = self.records[h]
-            rows.append({"name": rec["name"], "hash": h, "formula": rec["formula"], "charge": rec["charge"],
-                         "dimensionality": rec["dimensionality"], "count": self.run_counts[h],
-                         "frames": self.run_frames[h], "new": self.is_new(h), "first_id": rec["first_id"]})
+            rows.append(
+                {
+                    "name": rec["name"],
+                    "hash": h,
+                    "formula": rec["formula"],
+                    "charge": rec["charge"],
+                    "dimensionality": rec["dimensionality"],
+                    "count": self.run_counts[h],
+                    "frames": self.run_frames[h],
+                    "new": self.is_new(h),
+                    "first_id": rec["first_id"],
+                }
+            )
         return sorted(rows, key=lambda r: (-r["frames"], -r["count"], r["name"]))
 
 
 def format_table(rows: Sequence[dict], sep: str | None = None) -> str:
     """The summary as an aligned text table (or ``sep``-separated with ``sep='\\t'``)."""
     head = ["name", "hash", "dim", "charge", "count", "frames", "new", "first_id"]
-    body = [[r["name"], r["hash"][:12] if sep is None else r["hash"], f"{r['dimensionality']}D",
-             "?" if r["charge"] is None else str(r["charge"]), str(r["count"]), str(r["frames"]),
-             "yes" if r["new"] else "", r["first_id"]] for r in rows]
+    body = [
+        [
+            r["name"],
+            r["hash"][:12] if sep is None else r["hash"],
+            f"{r['dimensionality']}D",
+            "?" if r["charge"] is None else str(r["charge"]),
+            str(r["count"]),
+            str(r["frames"]),
+            "yes" if r["new"] else "",
+            r["first_id"],
+        ]
+        for r in rows
+    ]
     if sep is not None:
         return "\n".join(sep.join(row) for row in [head, *body]) + "\n"
     widths = [max(len(row[k]) for row in [head, *body]) for k in range(len(head))]
@@ -140,7 +170,13 @@ def export_cluster(motif: Motif, directory: str | os.PathLike, box: float = EXPO
     if path.exists():
         return path
     cluster = motif.unit.cluster(motif.atoms, box)
-    cluster.info.update({"motif_hash": motif.hash, "motif_name": motif.name, "charge": motif.charge,
-                         "source_id": str(motif.atoms.info.get("id", ""))})
+    cluster.info.update(
+        {
+            "motif_hash": motif.hash,
+            "motif_name": motif.name,
+            "charge": motif.charge,
+            "source_id": str(motif.atoms.info.get("id", "")),
+        }
+    )
     write(str(path), cluster, format="extxyz")
     return path

@@ -52,7 +52,7 @@ EXPORT_BOX = 20.0  # Å
 # ----------------------------------------------------------------------------- element data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def electronegativity(symbol: str) -> float:
     from pymatgen.core import Element
 
@@ -60,7 +60,7 @@ def electronegativity(symbol: str) -> float:
     return float(x) if x == x else 0.0  # pymatgen gives nan for noble gases
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def valence_electrons(symbol: str) -> int | None:
     """Valence electrons of a main-group element (groups 1, 2, 13-17); None otherwise."""
     from pymatgen.core import Element
@@ -73,7 +73,7 @@ def valence_electrons(symbol: str) -> int | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cation_charge(symbol: str) -> int | None:
     """Nominal charge of an excluded cation (Li +1, Mg +2, ...), None when not unique."""
     from pymatgen.core import Element
@@ -147,8 +147,9 @@ def _pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def pair_cutoff(a: str, b: str, overrides: dict[tuple[str, str], float] | None = None,
-                covalent_scale: float = COVALENT_SCALE) -> float:
+def pair_cutoff(
+    a: str, b: str, overrides: dict[tuple[str, str], float] | None = None, covalent_scale: float = COVALENT_SCALE
+) -> float:
     """Bond cutoff of a species pair: override, else the Li-P-S table, else scaled covalent radii."""
     key = _pair(a, b)
     if overrides and key in overrides:
@@ -168,8 +169,12 @@ class MotifSettings:
     covalent_scale: float = COVALENT_SCALE
 
     @classmethod
-    def make(cls, exclude: Iterable[str] | None = None, cutoffs: dict | Iterable[str] | None = None,
-             covalent_scale: float = COVALENT_SCALE) -> MotifSettings:
+    def make(
+        cls,
+        exclude: Iterable[str] | None = None,
+        cutoffs: dict | Iterable[str] | None = None,
+        covalent_scale: float = COVALENT_SCALE,
+    ) -> MotifSettings:
         if cutoffs is None:
             over = {}
         elif isinstance(cutoffs, dict):
@@ -312,13 +317,18 @@ def find_units(atoms: Atoms, settings: MotifSettings | None = None, graph: nx.Mu
                     images[v] = tuple(a + b for a, b in zip(images[u], off))
                     stack.append(v)
         cycles = []
-        for u, v, data in sub.edges(data=True):
+        for _u, _v, data in sub.edges(data=True):
             i, j = data["_from"], data["_to"]
             vec = tuple(images[i][k] + data["offset"][k] - images[j][k] for k in range(3))
             if any(vec):
                 cycles.append(vec)
-        unit = Unit(nodes=nodes, images=images, dimensionality=_lattice_rank(cycles), graph=sub,
-                    species={n: graph.nodes[n]["species"] for n in nodes})
+        unit = Unit(
+            nodes=nodes,
+            images=images,
+            dimensionality=_lattice_rank(cycles),
+            graph=sub,
+            species={n: graph.nodes[n]["species"] for n in nodes},
+        )
         _describe(unit)
         units.append(unit)
     return units
@@ -391,8 +401,13 @@ def _finite_hash(multigraph) -> str:
     """networkx WL hash of a molecule's graph (finite units have no multi-edges or self-loops)."""
     import networkx as nx
 
-    return nx.weisfeiler_lehman_graph_hash(_simple_graph(multigraph), node_attr="species", edge_attr="bond",
-                                           iterations=FINITE_WL_ITERATIONS, digest_size=16)
+    return nx.weisfeiler_lehman_graph_hash(
+        _simple_graph(multigraph),
+        node_attr="species",
+        edge_attr="bond",
+        iterations=FINITE_WL_ITERATIONS,
+        digest_size=16,
+    )
 
 
 def _periodic_hash(multigraph, dimensionality: int) -> str:
@@ -415,8 +430,9 @@ def _periodic_hash(multigraph, dimensionality: int) -> str:
         h.add_node(b0, species="bond:" + data["bond"])
         h.add_node(b1, species="bond:" + data["bond"])
         h.add_edges_from([(("a", u), b0), (b0, b1), (b1, ("a", v))])
-    labels = nx.weisfeiler_lehman_subgraph_hashes(h, node_attr="species", iterations=3 * PERIODIC_WL_ITERATIONS,
-                                                  digest_size=16, include_initial_labels=True)
+    labels = nx.weisfeiler_lehman_subgraph_hashes(
+        h, node_attr="species", iterations=3 * PERIODIC_WL_ITERATIONS, digest_size=16, include_initial_labels=True
+    )
     colours = Counter()
     for node_labels in labels.values():
         for it, lab in enumerate(node_labels):
