@@ -19,7 +19,7 @@ loop_settings "$@"
 mkdir -p "$OUT"
 [[ -f $REFS ]] || { echo "loop.sh: REFS=$REFS: no such file (reference phases)" >&2; exit 2; }
 if [[ $FT_BACKEND == sevennet ]] && ! cscli finetune --help | grep -q sevennet; then
-    say "cscli finetune has no sevennet backend yet (it comes with its own branch): fine-tuning a stand-in with $FT_FALLBACK_OPTS (errors before/after are measured) while every iteration relaxes with $MODEL"
+    say "cscli finetune has no sevennet backend in this install: fine-tuning a stand-in with $FT_FALLBACK_OPTS (errors before/after are measured) while every iteration relaxes with $MODEL"
     FT_BACKEND=fallback
 fi
 [[ $LABELLER != model ]] || say "LABELLER=model: $LABEL_MODEL stands in for DFT (labels marked mlff-oracle:$LABEL_MODEL)"

@@ -227,7 +227,6 @@ COMMANDS = {
     "finetune --valid": dict(args=["finetune", "{GOOD}", "--valid", "{BAD}", "-o", "{OUT}.dir", "-q"]),
     "motifs": dict(args=["motifs", "{BAD}", "-o", "{OUT}", "-q"], stream=True),
     "table": dict(args=["table", "{BAD}"]),
-    # an empty --refs file is not refused by generate yet (cli/generate.py reads it with read_frames)
     "generate --refs": dict(
         args=[
             "generate",
@@ -245,7 +244,6 @@ COMMANDS = {
             "{OUT}",
             "-q",
         ],
-        skip={"empty"},
     ),
 }
 EARLIER = frame_to_text(li_bcc("earlier-run"), "extxyz")
@@ -339,7 +337,7 @@ def test_every_command_refuses_every_bad_input(tmp_path, cli_batch):
         except AssertionError as exc:
             problems.append(f"{command} <- {name}: {str(exc)[:300]}\n{r.stderr[-500:]}")
     assert not problems, "\n".join(problems)
-    assert len(results) == len(cases) == 141
+    assert len(results) == len(cases) == 142
 
 
 def test_stream_commands_fail_a_broken_frame_alone(tmp_path, cli_batch):

@@ -289,7 +289,7 @@ def command(
 
     import time
 
-    from cscli.core.frames import iter_many
+    from cscli.core.frames import read_refs
     from cscli.explore.generate import OfflineSettings, load_motifs, parse_spacegroups, write_offline
 
     seed = resolve_seed(seed)
@@ -304,7 +304,7 @@ def command(
         distance_factor=distance_factor,
         volume_factor=tuple(volume_factor),
         spacegroups=parse_spacegroups(spacegroups),
-        references=list(iter_many(refs)) if refs else None,
+        references=read_refs(refs) if refs else None,
         anion_distance=anion_distance,
         motifs=motifs,
     )

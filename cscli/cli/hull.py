@@ -45,9 +45,10 @@ def command(frames, settings, refs, refs_format, allow_mixed_models, at, plot_pa
       cscli hull qha.extxyz --refs refs_qha.extxyz --at 300,2 --plot pd_300K_2GPa.png -o hull.extxyz
     """
     from cscli.core.errors import UsageError
+    from cscli.core.frames import read_refs
     from cscli.core.log import get_logger
     from cscli.core.stream import add_history, finish, run_stream
-    from cscli.screen.hull import Hull, read_refs
+    from cscli.screen.hull import Hull
 
     condition = None
     if at is not None:

@@ -82,10 +82,9 @@ def command(
     """
     from cscli.cli.options import read_input, write_report
     from cscli.core.errors import UsageError
-    from cscli.core.frames import FrameWriter
+    from cscli.core.frames import FrameWriter, read_refs
     from cscli.core.log import configure
     from cscli.core.stream import add_history
-    from cscli.screen.hull import read_refs
     from cscli.screen.matching import MatchOptions, default_jobs
     from cscli.screen.sun import format_summary, sun_filter
 

@@ -738,3 +738,22 @@ def info_json(atoms: Atoms, key: str, default=None):
 def remove_if_empty(path: str) -> None:
     if path != "-" and os.path.exists(path) and os.path.getsize(path) == 0:
         os.remove(path)
+
+
+def read_refs(paths: Iterable[str], input_format: str | None = None) -> list[Atoms]:
+    """Reference frames from one or more files (ids made unique per file)."""
+    refs: list[Atoms] = []
+    seen: set[str] = set()
+    for path in paths:
+        if path == "-":
+            raise UsageError("--refs cannot be standard input (the frames come from there)")
+        before = len(refs)
+        for atoms in iter_frames(path, input_format):  # checked: a broken reference fails the run
+            fid = str(atoms.info["id"])
+            if fid in seen:  # two files may reuse ids (e.g. two iterations): keep both
+                atoms.info["id"] = fid = f"{fid}@{path}"
+            seen.add(fid)
+            refs.append(atoms)
+        if len(refs) == before:
+            raise DataError(f"--refs {path}: no frames in it")
+    return refs

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cscli.core.errors import DataError, FrameError, UsageError
+from cscli.core.errors import DataError, FrameError
 from cscli.core.frames import info_number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -208,25 +208,10 @@ class Hull:
         plt.close(fig)
 
 
-def read_refs(paths: Iterable[str], input_format: str | None = None) -> list[Atoms]:
-    """Reference frames from one or more files (ids made unique per file)."""
-    from cscli.core.frames import iter_frames
-
-    refs: list[Atoms] = []
-    seen: set[str] = set()
-    for path in paths:
-        if path == "-":
-            raise UsageError("--refs cannot be standard input (the frames come from there)")
-        before = len(refs)
-        for atoms in iter_frames(path, input_format):  # checked: a broken reference fails the run
-            fid = str(atoms.info["id"])
-            if fid in seen:  # two files may reuse ids (e.g. two iterations): keep both
-                atoms.info["id"] = fid = f"{fid}@{path}"
-            seen.add(fid)
-            refs.append(atoms)
-        if len(refs) == before:
-            raise DataError(f"--refs {path}: no frames in it")
-    return refs
-
-
-__all__ = ["Hull", "condition_text", "frame_energy", "frame_entry", "models_of", "read_refs"]
+__all__ = [
+    "Hull",
+    "condition_text",
+    "frame_energy",
+    "frame_entry",
+    "models_of",
+]
