@@ -29,6 +29,8 @@ SEED=0
 QUIET=""                     # -q to silence the commands' progress
 RELAX_TASKS=8                # SLURM chain: tasks of the relax array
 LABEL_TASKS=16               # SLURM chain: tasks of the label array
+MD_TASKS=4                   # SLURM chain: tasks of the md-screen array (stage md_screen, optional)
+MD_OPTS=""                   # SLURM chain: md-screen options (default: the paper's filters and 10 + 60 ps at 700 K)
 K=0                          # SLURM chain: the iteration to submit
 
 loop_settings() {  # parse the command line of loop.sh / submit_iteration.sh

@@ -16,7 +16,7 @@ from cscli.core.frames import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 CHAIN = REPO / "examples" / "slurm"
-STAGES = ["generate", "relax", "screen", "label", "learn"]
+STAGES = ["generate", "relax", "screen", "label", "learn", "md_screen"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
