@@ -26,7 +26,6 @@ bash "$here/loop.sh" --out "$out" --iterations "${CSCLI_DEMO_ITERATIONS:-2}" \
     LABELLER="${CSCLI_DEMO_LABELLER:-gpaw}" GPAW_OPTS="--ecut 350 --kpt-density 2 --timeout 600" LABEL_SHARDS=2 \
     LABEL_MODEL=7net-l3i5 \
     FT_BACKEND=sevennet FT_INIT=7net-0 FT_OPTS="--epochs 10" \
-    FT_FALLBACK_OPTS="--backend deepmd --preset tiny --steps 200 --lr-schedule wsd --start-lr 1e-2 --stop-lr 1e-4" \
     SEED=0 QUIET=-q
 
 last=$(ls -d "$out"/iter_[0-9][0-9][0-9] | tail -1)

@@ -18,10 +18,6 @@ say() { printf '\n== %s\n' "$*" >&2; }
 loop_settings "$@"
 mkdir -p "$OUT"
 [[ -f $REFS ]] || { echo "loop.sh: REFS=$REFS: no such file (reference phases)" >&2; exit 2; }
-if [[ $FT_BACKEND == sevennet ]] && ! cscli finetune --help | grep -q sevennet; then
-    say "cscli finetune has no sevennet backend in this install: fine-tuning a stand-in with $FT_FALLBACK_OPTS (errors before/after are measured) while every iteration relaxes with $MODEL"
-    FT_BACKEND=fallback
-fi
 [[ $LABELLER != model ]] || say "LABELLER=model: $LABEL_MODEL stands in for DFT (labels marked mlff-oracle:$LABEL_MODEL)"
 
 # step NAME CMD...: run CMD unless iteration $it already finished NAME; mark NAME done after it
@@ -59,7 +55,7 @@ concat() { local out=$1; shift; cat /dev/null "$@" > "$out"; }   # frames of sev
 for ((k = 0; k < ITERATIONS; k++)); do
     it=$(printf '%s/iter_%03d' "$OUT" "$k")
     mkdir -p "$it/.done"
-    if ((k == 0)) || [[ $FT_BACKEND == fallback ]]; then model=$MODEL; else model=$(printf '%s/iter_%03d/finetune/model.pth' "$OUT" $((k - 1))); fi
+    if ((k == 0)); then model=$MODEL; else model=$(printf '%s/iter_%03d/finetune/model.pth' "$OUT" $((k - 1))); fi
     earlier=()      # relaxed candidates of the earlier iterations
     train_prev=()   # their training frames
     dft_prev=()     # their labelled frames (references of the DFT hull)
@@ -86,15 +82,10 @@ for ((k = 0; k < ITERATIONS; k++)); do
     step train_prev        concat "$it/train_prev.extxyz" "${train_prev[@]}"
     step entropy_select    cscli entropy-select "$it/labelled.extxyz" --train "$it/train_prev.extxyz" ${N_TRAIN:+-n "$N_TRAIN"} --report "$it/entropy.json" -o "$it/train.extxyz" $QUIET
     step eval_before       cscli evaluate --model "$model" "$it/labelled.extxyz" -o "$it/eval_before.json" --device cpu $QUIET
-    if [[ $FT_BACKEND == fallback ]]; then
-        step finetune      finetune "$it/train_prev.extxyz" "$it/train.extxyz" $FT_FALLBACK_OPTS
-    else
-        step finetune      finetune "$it/train_prev.extxyz" "$it/train.extxyz" --backend "$FT_BACKEND" ${FT_INIT:+--init "$FT_INIT"} $FT_OPTS
-    fi
+    step finetune          finetune "$it/train_prev.extxyz" "$it/train.extxyz" --backend "$FT_BACKEND" ${FT_INIT:+--init "$FT_INIT"} $FT_OPTS
     step eval_after        cscli evaluate --model "$it/finetune/model.pth" "$it/labelled.extxyz" -o "$it/eval_after.json" --device cpu $QUIET
     step motifs_catalogue  concat "$it/motifs.jsonl" $( ((k > 0)) && printf '%s/iter_%03d/motifs.jsonl' "$OUT" $((k - 1)))
     step motifs            cscli motifs $( ((k == 0)) && echo "$OUT/refs_relaxed.extxyz") "$it/relaxed.extxyz" --catalogue "$it/motifs.jsonl" -o "$it/motifs.extxyz" $QUIET
-    # (the lead adds here: md-screen of the S.U.N. candidates, density predictions)
 done
 say "report of ${ITERATIONS} iterations"
 cscli report "$OUT"/iter_[0-9][0-9][0-9] -o "$OUT/report" $QUIET

@@ -24,7 +24,6 @@ N_TRAIN=""                   # frames entropy-select adds to the training set pe
 FT_BACKEND=sevennet          # fine-tune backend: sevennet (--init FT_INIT) | deepmd
 FT_INIT=7net-0
 FT_OPTS="--epochs 20"
-FT_FALLBACK_OPTS="--backend deepmd --preset tiny --steps 400 --lr-schedule wsd --start-lr 1e-2 --stop-lr 1e-4"
 SEED=0
 QUIET=""                     # -q to silence the commands' progress
 RELAX_TASKS=8                # SLURM chain: tasks of the relax array
