@@ -10,7 +10,7 @@ from itertools import product
 from typing import TYPE_CHECKING
 
 from cscli.core.errors import DataError, UsageError
-from cscli.explore.generate.common import OfflineSettings, _quiet_stdout, _tol_matrix, distance_violations
+from cscli.explore.generate.common import OfflineSettings, _pyxtal_call, _tol_matrix, distance_violations
 from cscli.explore.generate.spacegroups import _group, choose_spacegroup, general_multiplicity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,7 +260,7 @@ def motif_structure(
         )
         crystal = pyxtal()
         try:
-            with _quiet_stdout():
+            with _pyxtal_call():
                 lattice = Lattice(g.lattice_type, volume, random_state=rng)
                 crystal.from_random(
                     3, g, species, num, lattice=lattice, tm=tm, sites=sites, random_state=rng, max_count=2

@@ -7,7 +7,7 @@ from itertools import product
 from typing import TYPE_CHECKING
 
 from cscli.core.errors import DataError, UsageError
-from cscli.explore.generate.common import OfflineSettings, _quiet_stdout, _tol_matrix, distance_violations, formula
+from cscli.explore.generate.common import OfflineSettings, _pyxtal_call, _tol_matrix, distance_violations, formula
 from cscli.explore.generate.spacegroups import _group, choose_spacegroup
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,7 +87,7 @@ def random_structure(settings: OfflineSettings, rng: np.random.Generator, compos
         volume = scale * sum(settings.volumes[e] * n for e, n in zip(species, num))
         crystal = pyxtal()
         try:
-            with _quiet_stdout():
+            with _pyxtal_call():
                 lattice = Lattice(_group(sg).lattice_type, volume, random_state=rng)
                 crystal.from_random(3, _group(sg), species, num, lattice=lattice, tm=tm, random_state=rng, max_count=2)
         except Exception as exc:  # pyxtal raises RuntimeError/VolumeError/CompatibilityError
@@ -96,7 +96,7 @@ def random_structure(settings: OfflineSettings, rng: np.random.Generator, compos
         if not crystal.valid:
             last = "pyxtal returned an invalid crystal"
             continue
-        with _quiet_stdout():
+        with _pyxtal_call():
             atoms = crystal.to_ase(resort=True)
         bad = distance_violations(atoms, settings.bounds)
         if bad:
