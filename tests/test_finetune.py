@@ -3,7 +3,8 @@
 References: deepmd-kit's own data loader (``DeepmdData``) and input checker (``normalize``) read
 what cscli writes; the virial sign is checked against a finite-difference strain derivative of an
 EMT energy; training is checked by evaluating the frozen model on held-out VASP-PBE frames (NequIP
-LiPS, Batzner et al. 2022) against its untrained start, and by relaxing a structure through
+LiPS, Batzner et al. 2022) against the trivial predictors (zero forces, a constant energy per
+atom: where a fresh DPA-3 starts), and by relaxing a structure through
 ``cscli relax --model``.
 """
 
@@ -283,7 +284,7 @@ def dpa3_run(shared_data, tmp_path_factory, cli):
     write_frames(frames[:25], str(work / "train.extxyz"))
     write_frames(frames[90:], str(work / "valid.extxyz"))
     runs = {}
-    for name, steps in (("untrained", 1), ("trained", TRAIN_STEPS)):
+    for name, steps in (("trained", TRAIN_STEPS),):
         r = cli(
             "finetune",
             work / "train.extxyz",
@@ -310,22 +311,24 @@ def dpa3_run(shared_data, tmp_path_factory, cli):
 
 
 @pytest.mark.slow
-def test_dpa3_short_run_beats_its_untrained_start(dpa3_run):
-    """Held-out errors of the frozen model, computed here (not by deepmd), vs the 1-step model.
+def test_dpa3_short_run_beats_the_trivial_predictors(dpa3_run):
+    """Held-out errors of the frozen model, computed here (not by deepmd), vs the trivial predictors.
 
-    The 1-step model predicts near-zero forces, so its force RMSE is the DFT force spread
-    (≈0.59 eV/Å); 400 wsd steps at lr 1e-2 must get well below it, and below a constant energy.
+    A fresh DPA-3 predicts near-zero forces (≤ 0.02 eV/Å here), so its force RMSE is the DFT force
+    spread (≈0.59 eV/Å), the error of zero forces; 400 wsd steps at lr 1e-2 must get well below it,
+    and below the best constant energy per atom.
     """
     from cscli.core.models import detect_backend
 
     work, runs, held_out = dpa3_run
     model = runs["trained"]
     assert model == work / "trained" / "model.pth" and detect_backend(model) == "deepmd"
-    e0, f0 = _rmse(runs["untrained"], held_out)
+    per_atom = np.array([a.info["energy"] / len(a) for a in held_out])
+    e0 = float(np.std(per_atom))  # the DFT mean as a constant energy: ≈6.4 meV/atom (0.535 eV / 83 atoms)
+    f0 = float(np.sqrt(np.mean(np.concatenate([a.arrays["forces"] for a in held_out]) ** 2)))  # zero forces
     e1, f1 = _rmse(model, held_out)
-    print(f"held-out RMSE untrained: E {1e3 * e0:.2f} meV/atom F {f0:.3f} eV/Å; trained: E {1e3 * e1:.2f} F {f1:.3f}")
-    # a constant energy (the DFT mean) would score 6.4 meV/atom (0.535 eV / 83 atoms)
-    assert e1 < 0.85 * e0 and e1 < 6.4e-3, (e0, e1)
+    print(f"held-out RMSE trivial: E {1e3 * e0:.2f} meV/atom F {f0:.3f} eV/Å; trained: E {1e3 * e1:.2f} F {f1:.3f}")
+    assert e1 < 0.85 * e0, (e0, e1)
     assert f1 < 0.75 * f0, (f0, f1)
     summary = json.loads((work / "trained" / "summary.json").read_text())
     assert summary["steps"] == TRAIN_STEPS and summary["n_train"] == 25 and summary["n_valid"] == 10
@@ -393,14 +396,15 @@ def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_d
     )
     assert r.returncode == 0, r.stderr[-2000:]
     # the run starts from the trained weights: after 5 steps its forces are much closer to the
-    # trained model's than the untrained model's are (forces do not see deepmd's energy-bias update)
+    # trained model's than a fresh model's near-zero forces are (forces do not see deepmd's
+    # energy-bias update)
     summary = json.loads((work / "ft" / "summary.json").read_text())
     assert "--finetune" in summary["command"] and "--use-pretrain-script" in summary["command"]
     from cscli.core.models import load_calculator
 
     calcs = {
         k: load_calculator(str(p), device="cpu")
-        for k, p in (("ft", work / "ft" / "model.pth"), ("trained", runs["trained"]), ("untrained", runs["untrained"]))
+        for k, p in (("ft", work / "ft" / "model.pth"), ("trained", runs["trained"]))
     }
     forces = {k: [] for k in calcs}
     for atoms in held_out[:3]:
@@ -409,7 +413,7 @@ def test_finetune_from_checkpoint_starts_where_training_ended(dpa3_run, shared_d
             a.calc = calc
             forces[k].append(a.get_forces())
     rms = lambda x, y: float(np.sqrt(np.mean((np.array(x) - np.array(y)) ** 2)))  # noqa: E731
-    assert rms(forces["ft"], forces["trained"]) < 0.5 * rms(forces["untrained"], forces["trained"])
+    assert rms(forces["ft"], forces["trained"]) < 0.5 * rms(np.zeros_like(forces["trained"]), forces["trained"])
 
 
 # ----------------------------------------------------------------------------- MatterSim
