@@ -290,13 +290,14 @@ def test_bad_options():
 
 @pytest.mark.slow
 def test_generated_frames_relax_with_default_model(random_frames, motif_frames):
-    """A few FIRE steps with the default force field: finite energies, no collapse, no explosion."""
+    """40 FIRE steps with the default force field (7net-l3i5, ~0.6 s a step here) on one frame of each
+    backend: finite energies, no collapse, no explosion."""
     from cscli.core.frames import min_interatomic_distance
     from cscli.core.models import load_calculator
     from cscli.explore.relax import relax_atoms
 
     calc = load_calculator()
-    for atoms in random_frames[:2] + motif_frames[:1]:
+    for atoms in random_frames[:1] + motif_frames[:1]:
         out = relax_atoms(atoms, calc, fmax=0.1, steps=40)
         e = out.info["energy"] / len(out)
         assert np.isfinite(e) and -7.0 < e < -1.0
