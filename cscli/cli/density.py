@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cscli.cli.main import NamedSubcommandGroup
 from cscli.cli.options import config_option, device_option, plot_option, quiet_option, report_option, resolve_seed
 
 
-@click.group("density")
+@click.group("density", cls=NamedSubcommandGroup)
 def command():
     """Charge-density model: CHGCAR in and out (docs/density.md).
 
