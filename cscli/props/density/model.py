@@ -107,7 +107,7 @@ def periodic_pairs(cell, pbc, centers, positions, cutoff: float, exclude_self: b
     if exclude_self:
         ok = np.linalg.norm(vec, axis=1) > 1e-6
         ci, a, vec = ci[ok], a[ok], vec[ok]
-    order = np.lexsort((a, ci))
+    order = np.argsort(ci, kind="stable")  # grouped by centre (callers split by centre ranges)
     return ci[order], a[order], vec[order]
 
 
@@ -359,11 +359,11 @@ class Predictor:
         return self.model.probe_density(h, len(points), p, a, vec)
 
     def predict(
-        self, atoms, points, batch: int = 20000, progress=None, exact: bool = False, small_batch: int = 2000
+        self, atoms, points, batch: int = 20000, progress=None, exact: bool = False, small_batch: int | None = None
     ) -> np.ndarray:
         """ρ at many points, no gradients (numpy): neighbour search per ``batch`` points, the
-        network per ``small_batch``, the radial prior tabulated (:meth:`DensityNet.probe_tables`)
-        unless ``exact``."""
+        network per ``small_batch`` (default 2000 on a CPU, ``batch`` on a GPU), the radial prior
+        tabulated (:meth:`DensityNet.probe_tables`) unless ``exact``."""
         torch = self.torch
         self.check_species(atoms)
         points = np.asarray(points, dtype=float).reshape(-1, 3)
@@ -383,6 +383,8 @@ class Predictor:
             # neighbour search over big blocks (edges come sorted by probe), the network over
             # small batches: the per-edge temporaries (E × weight_numel) then stay below the
             # allocator's mmap threshold and are reused instead of page-faulted in every batch
+            if small_batch is None:
+                small_batch = 2000 if str(self.device) == "cpu" else batch
             step = max(int(small_batch), 1)
             for start in range(0, len(points), batch):
                 chunk = points[start : start + batch]
