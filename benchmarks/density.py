@@ -10,6 +10,23 @@ model's training) in one run:
    (tests/data/density/free_atoms.json) on the same grid; probe points per second.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/density.py [--ids gamma-Li3PS4 Li2PS3-hex] [--json out.json]
+
+**Fine-tuning curve** (the paper's SI Fig. 6e) with ``--finetune DUMPS``: GPAW densities of one
+target phase the shipped model never saw, written by ``scripts/gpaw_density_frames.py --phase``
+(same settings as the training data): ``<target>`` and ``<target>-t<i>`` are the test frames,
+``<target>-f<i>`` the fine-tuning pool. For N in ``--sizes`` the shipped model is fine-tuned
+(``density train --init``) on the first N pool frames for ``--steps`` steps (same steps for every
+N; monitored on the training frames only) and its NMAE over every grid point of the test frames
+is reported, against the free-atom superposition and the model before fine-tuning (N = 0):
+
+    OMP_NUM_THREADS=1 /usr/bin/python3 scripts/gpaw_density_frames.py DUMPS --phase gamma-Li3PS4 --copies 2 --tag t --seed 1401 --with-ideal
+    OMP_NUM_THREADS=1 /usr/bin/python3 scripts/gpaw_density_frames.py DUMPS --phase gamma-Li3PS4 --copies 34 --tag f --seed 1402
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/density.py --finetune DUMPS --target gamma-Li3PS4 \
+        --sizes 0 5 10 20 --steps 300 --json ft300.json
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/density.py --finetune DUMPS --target gamma-Li3PS4 \
+        --sizes 0 5 10 20 --steps 2000 --lr 2e-3 --json ft.json --also ft300.json --plot docs/img/density_finetune.png
+
+(docs/density.md: the pool was stopped at 20 frames for time, so 34 is not in the curve.)
 """
 
 import argparse
@@ -40,7 +57,18 @@ def main():
     ap.add_argument("--model", default=str(P.default_model_path()))
     ap.add_argument("--json", default=None)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--finetune", default=None, metavar="DUMPS", help="fine-tuning curve on these GPAW dumps")
+    ap.add_argument("--target", default="gamma-Li3PS4")
+    ap.add_argument("--sizes", nargs="*", type=int, default=[0, 5, 10, 20, 34])
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--final-lr", type=float, default=3e-5)
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--plot", default=None)
+    ap.add_argument("--also", nargs="*", default=[], metavar="JSON", help="earlier --finetune --json runs to plot too")
     args = ap.parse_args()
+    if args.finetune:
+        return finetune_curve(args)
     work = Path(args.work or tempfile.mkdtemp(prefix="cscli-density-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     refs = {a.info["id"]: a for a in read(REPO / "cscli" / "data" / "lips_reference_phases.extxyz", ":")}
@@ -123,6 +151,104 @@ def main():
     }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+def _pool_index(name: str, target: str, tag: str):
+    rest = name[len(target) + 1 :] if name.startswith(target + "-") else ""
+    return int(rest[1:]) if rest[:1] == tag and rest[1:].isdigit() else None
+
+
+def finetune_curve(args):
+    """NMAE on held-out frames of ``args.target`` vs the number of fine-tuning frames."""
+    import glob
+
+    from cscli.core.log import configure
+    from cscli.props.density import io
+    from cscli.props.density import predict as P
+    from cscli.props.density import train as T
+
+    configure("bench-density", quiet=True)
+    dens = [io.read_gpaw_dump(f) for f in sorted(glob.glob(os.path.join(args.finetune, "*.json")))]
+    test = [d for d in dens if d.name == args.target or _pool_index(d.name, args.target, "t") is not None]
+    pool = sorted(
+        (d for d in dens if _pool_index(d.name, args.target, "f") is not None),
+        key=lambda d: _pool_index(d.name, args.target, "f"),
+    )
+    if not test:
+        sys.exit(f"no test frames of {args.target} in {args.finetune}")
+    sizes = [n for n in args.sizes if n <= len(pool)]
+    if len(sizes) < len(args.sizes):
+        print(f"only {len(pool)} fine-tuning frames: sizes {sizes}", flush=True)
+    table = json.loads((REPO / "tests" / "data" / "density" / "free_atoms.json").read_text())["atoms"]
+    radial = {s: (np.asarray(v["r"]), np.asarray(v["rho"])) for s, v in table.items()}
+    work = Path(args.work or tempfile.mkdtemp(prefix="cscli-density-ft-"))
+    rows = []
+    for n in sizes:
+        c0, t0 = time.process_time(), time.time()
+        if n == 0:
+            model = args.model
+        else:
+            settings = T.TrainSettings(
+                steps=args.steps,
+                lr=args.lr,
+                final_lr=args.final_lr,
+                probes=300,
+                structures_per_step=2,
+                valid_fraction=0.0,
+                eval_every=max(args.steps // 3, 1),
+                eval_points=5000,
+                seed=args.seed,
+                resume=True,
+            )
+            T.train(pool[:n], work / f"n{n}", settings, init=args.model, plot=False)
+            model = str(work / f"n{n}" / "model.pt")
+        cpu_train = time.process_time() - c0
+        report = P.test_model(model, test, baseline=radial)
+        row = {
+            "n_frames": n,
+            "nmae": report["nmae"],
+            "nmae_free_atoms": report.get("baseline_nmae"),
+            "per_structure": {r["name"]: r["nmae"] for r in report["structures"]},
+            "train_cpu_s": cpu_train,
+            "train_wall_s": time.time() - t0,
+        }
+        rows.append(row)
+        print(
+            f"N = {n:2d} fine-tuning frames: NMAE {100 * row['nmae']:.2f} % on {len(test)} held-out {args.target} "
+            f"frames (free atoms {100 * row['nmae_free_atoms']:.2f} %); fine-tune {cpu_train:.0f} s CPU",
+            flush=True,
+        )
+    out = {
+        "target": args.target,
+        "test_frames": [d.name for d in test],
+        "pool": [d.name for d in pool],
+        "steps": args.steps,
+        "lr": [args.lr, args.final_lr],
+        "model": args.model,
+        "rows": rows,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        for run in [json.loads(Path(f).read_text()) for f in args.also] + [out]:
+            ns = [r["n_frames"] for r in run["rows"]]
+            label = f"shipped model fine-tuned, {run['steps']} steps"
+            ax.plot(ns, [100 * r["nmae"] for r in run["rows"]], "o-", label=label)
+        ax.axhline(100 * rows[0]["nmae_free_atoms"], ls="--", c="gray", label="free-atom superposition")
+        ax.set_xlabel(f"fine-tuning frames of {args.target}")
+        ax.set_ylabel("NMAE on held-out frames (%)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+    return out
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ energy, settings). ``cscli.props.density.io.read_gpaw_npy`` turns a pair into a 
 ``scripts/train_density_model.py`` uses them. Same physics as ``cscli label -c gpaw --density-dir``.
 
     OMP_NUM_THREADS=1 /usr/bin/python3 scripts/gpaw_density_frames.py OUT --ecut 300 --kpt-density 2
+
+Fine-tuning data for one phase (``benchmarks/density.py --finetune``): ``--phase ID --copies N
+--tag f --seed S`` labels N perturbed copies of the reference phase ID, named ``<ID>-<tag><i>``
+(i = 0..N-1, in order, so a run stopped early leaves a usable prefix), plus the unperturbed phase
+with ``--with-ideal``:
+
+    OMP_NUM_THREADS=1 /usr/bin/python3 scripts/gpaw_density_frames.py OUT --phase gamma-Li3PS4 --copies 34 --tag f --seed 1402
 """
 
 import argparse
@@ -56,6 +63,12 @@ def main():
     ap.add_argument("--kpt-density", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--phase", default=None, help="reference id without 'ref-': perturbed copies of this phase only")
+    ap.add_argument("--copies", type=int, default=0)
+    ap.add_argument("--tag", default="f", help="name copies <phase>-<tag><i>")
+    ap.add_argument("--with-ideal", action="store_true", help="also label the unperturbed phase")
+    ap.add_argument("--rattle", type=float, default=0.08)
+    ap.add_argument("--strain", type=float, default=0.03)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     refs = {
@@ -63,19 +76,26 @@ def main():
     }
     rng = np.random.default_rng(args.seed)
     jobs = []
-    for rid, n in PLAN:
+    if args.phase:
+        base = refs["ref-" + args.phase]
+        if args.with_ideal:
+            jobs.append((args.phase, base))
+        for i in range(args.copies):
+            jobs.append((f"{args.phase}-{args.tag}{i}", perturb(base, rng, args.rattle, args.strain)))
+    for rid, n in [] if args.phase else PLAN:
         base = refs[rid]
         jobs.append((rid.replace("ref-", ""), base))
         for i in range(n):
             jobs.append((rid.replace("ref-", "") + f"-p{i}", perturb(base, rng)))
-    jobs.sort(
-        key=lambda j: (
-            0
-            if "-p" not in j[0] or j[0].startswith("Li2S") or j[0].startswith("Li-") or j[0].startswith("Li3P")
-            else 1,
-            ORDER.index(j[0].split("-p")[0]),
+    if not args.phase:  # smallest first, held-out phases early
+        jobs.sort(
+            key=lambda j: (
+                0
+                if "-p" not in j[0] or j[0].startswith("Li2S") or j[0].startswith("Li-") or j[0].startswith("Li3P")
+                else 1,
+                ORDER.index(j[0].split("-p")[0]),
+            )
         )
-    )
     for name, atoms in jobs:
         if args.only and not any(name.startswith(o) for o in args.only):
             continue

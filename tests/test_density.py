@@ -136,6 +136,27 @@ def test_model_is_rotation_translation_and_permutation_invariant(model64):
     assert_allclose(model64.predict(atoms, pts + lattice_shift), ref, rtol=1e-9, atol=1e-11)
 
 
+def test_tabulated_prediction_matches_the_exact_network(model64):
+    """predict's fast path (radial prior tabulated, the probe tensor product as invariants x·Y_l
+    contracted with the radial weights, small batches) against the e3nn network evaluated
+    directly: the same densities to 1e-5 of the largest, for a random float64 model and the
+    shipped float32 model; the batching itself changes nothing (float64)."""
+    from cscli.props.density import predict as P
+    from cscli.props.density.model import Predictor, load_model
+
+    d = _chg("Li3P-p1")
+    rng = np.random.default_rng(3)
+    pts = np.vstack([rng.random((700, 3)) @ d.atoms.cell.array, d.atoms.positions[:2]])
+    exact = model64.predict(d.atoms, pts, exact=True)
+    fast = model64.predict(d.atoms, pts)
+    assert_allclose(fast, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
+    assert_allclose(model64.predict(d.atoms, pts, batch=250, small_batch=7), fast, rtol=1e-12, atol=1e-14)
+    shipped = Predictor(load_model(P.default_model_path())[0])
+    grid_pts, _ = d.all_points()
+    exact = shipped.predict(d.atoms, grid_pts, exact=True)
+    assert_allclose(shipped.predict(d.atoms, grid_pts), exact, rtol=0, atol=1e-5 * exact.max())
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -251,12 +272,14 @@ def test_cli_train_predict_nscf_and_errors(cli, tmp_path):
     bad = cli("density", "test", "--model", str(DATA / "Li2S.CHGCAR.gz"), str(DATA / "Li2S.CHGCAR.gz"))
     assert bad.returncode != 0 and "not a cscli density model" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stderr.startswith("cscli density test: error: "), bad.stderr  # the subcommand is named
     na = li2s.copy()
     na.symbols[0] = "Na"
     na.info["id"] = "na"
     write(tmp_path / "na.extxyz", na)
     bad = cli("density", "predict", str(tmp_path / "na.extxyz"), "--model", str(model), "-o", str(tmp_path / "pred"))
     assert bad.returncode != 0 and "Na not in the model" in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("cscli density predict: error: "), bad.stderr
     assert (tmp_path / "pred" / "li2s.CHGCAR").is_file()
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cscli.cli.main import NamedSubcommandGroup
 from cscli.cli.options import config_option, device_option, plot_option, quiet_option, report_option, resolve_seed
 
 
-@click.group("density")
+@click.group("density", cls=NamedSubcommandGroup)
 def command():
     """Charge-density model: CHGCAR in and out (docs/density.md).
 
@@ -171,7 +172,7 @@ def train_cmd(
     help="VASP PREC for the default grid.",
 )
 @click.option("--normalize", is_flag=True, help="Scale each density to integrate to the valence electron count.")
-@click.option("--batch", type=int, default=20000, show_default=True, help="Probe points per batch.")
+@click.option("--batch", type=int, default=20000, show_default=True, help="Probe points per neighbour-search batch.")
 @click.option(
     "--frames-out",
     default=None,

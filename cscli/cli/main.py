@@ -72,7 +72,7 @@ class LazyGroup(click.Group):
         except CscliError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            sub = ctx.invoked_subcommand or "cscli"
+            sub = _command_name(ctx, exc)
             click.echo(f"cscli {sub}: error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
@@ -80,12 +80,33 @@ class LazyGroup(click.Group):
         except Exception as exc:  # never a traceback for users unless asked for
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            sub = ctx.invoked_subcommand or "cscli"
+            sub = _command_name(ctx, exc)
             first = (str(exc).strip().splitlines() or [""])[0]
             click.echo(
                 f"cscli {sub}: error: {type(exc).__name__}: {first} (re-run with --debug for the traceback)", err=True
             )
             sys.exit(1)
+
+
+def _command_name(ctx, exc) -> str:
+    """``CMD`` of the ``cscli CMD: error:`` line: a click group below (``cscli density``) names its
+    subcommand by setting ``exc.cscli_command`` (see :class:`NamedSubcommandGroup`)."""
+    return getattr(exc, "cscli_command", None) or ctx.invoked_subcommand or "cscli"
+
+
+class NamedSubcommandGroup(click.Group):
+    """A command group whose errors are reported as ``cscli GROUP SUB: error: ...``."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if ctx.invoked_subcommand and not hasattr(exc, "cscli_command"):
+                try:
+                    exc.cscli_command = f"{ctx.info_name} {ctx.invoked_subcommand}"
+                except AttributeError:  # an exception type without a __dict__
+                    pass
+            raise
 
 
 def _planned(name: str, help_text: str) -> click.Command:
