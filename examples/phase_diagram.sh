@@ -7,7 +7,8 @@
 #
 # Settings come from the environment (defaults = the documented defaults of `cscli qha`):
 #   CSCLI_MODEL  force field (default: cscli's default model)
-#   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12)
+#   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12;
+#                below ~10 the 6 Å cells get 1x1x1 supercells and spurious imaginary modes: docs/qha.md)
 #   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse) or N,N,N   FMAX  relaxation threshold (0.001)
 #   PHASES       comma list of phase names to keep (default: all 16; elements are always needed)
 # Cost: see docs/qha.md (one Li3PS4 polymorph on 2 CPU cores, and what a reduced run took).

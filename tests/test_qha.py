@@ -482,3 +482,44 @@ def test_gibbs_at_interpolates_and_refuses_untrusted_fits():
         gibbs_at(atoms, 450.0, 1.5)  # uses the (600 K, 2 GPa) point
     with pytest.raises(FrameError, match="outside its qha grid"):
         gibbs_at(atoms, 300.0, 2.5)
+
+
+def test_relaxations_start_from_the_nearest_relaxed_volume(monkeypatch):
+    """EMT hcp Cu with a wrong c/a (1.75): every fixed-volume relaxation must find c/a again. Started
+    from the nearest relaxed volume they reach the same E(V) and cells as relaxations from the
+    scaled a0 (within what fmax allows) in fewer optimizer steps."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    import cscli.props.qha as q
+
+    hcp = bulk("Cu", "hcp", a=2.50, c=2.50 * 1.75)
+    hcp.info["id"] = "cu-hcp"
+    settings = q.QHASettings(
+        scales=(0.98, 0.99, 1.0, 1.01, 1.02),
+        temperatures=(0.0, 100.0, 200.0),
+        pressures=(0.0,),
+        min_length=6.0,
+        mesh=(4, 4, 4),
+        steps=300,
+        fmax=1e-3,
+        prerelax=False,
+    )
+    steps, original = {}, q.relax_fixed_volume
+
+    def counting(atoms, calc, fmax, n_steps):
+        relaxed, converged = original(atoms, calc, fmax, n_steps)
+        steps[round(atoms.get_volume() / hcp.get_volume(), 6)] = relaxed.info["relax_steps"]
+        return relaxed, converged
+
+    monkeypatch.setattr(q, "relax_fixed_volume", counting)
+    warm = q.qha_frame(hcp, EMT(), settings)
+    warm_steps = sum(steps.values())
+    steps.clear()
+    cold = {s: original(q.scaled_cell(hcp, s), EMT(), 1e-3, 300)[0] for s in settings.scales}
+    cold_steps = sum(r.info["relax_steps"] for r in cold.values())
+    for s, relaxed in cold.items():
+        assert relaxed.info["relax_converged"]
+        assert_allclose(warm.volumes[s], relaxed.get_volume(), rtol=1e-9)  # the volume is s^3 V0 either way
+        assert_allclose(warm.energies[s], relaxed.info["energy"], atol=2e-5)  # eV per 2-atom cell
+    assert warm_steps < 0.8 * cold_steps, (warm_steps, cold_steps)

@@ -6,6 +6,8 @@ The pipeline of one frame (:func:`qha_frame`):
    spurious soft modes);
 2. lattice scalings ``a = s·a0`` for each ``s`` in the scale grid; at each volume the ions and the
    cell *shape* relax at fixed volume (ASE ``FrechetCellFilter(constant_volume=True)``), giving E(V);
+   the volumes are taken from a0 outwards and each relaxation starts from the nearest volume
+   already relaxed, rescaled to its volume (:func:`start_structure`: fewer optimizer steps);
 3. phonopy: a diagonal supercell whose lattice lengths are all ≥ ``min_length`` (Å), symmetry-reduced
    displacements, forces from the model, force constants, frequencies and thermal properties on a
    q-mesh (F_ph(V, T), C_v, S per cell);
@@ -407,10 +409,29 @@ def phonopy_for(atoms: Atoms, smatrix, displacement: float | None = None):
     return phonon
 
 
-def compute_volume(atoms0: Atoms, scale: float, calc, settings: QHASettings, smatrix) -> VolumePoint:
-    """Relax at the scaled volume, displace, and compute the force sets of one volume (the phonopy
+def start_structure(atoms0: Atoms, scale: float, done: dict) -> Atoms:
+    """Where the fixed-volume relaxation at ``scale`` starts: the relaxed structure of the nearest
+    volume already computed (``done``: scale -> VolumePoint), rescaled isotropically to this volume
+    (its relaxed cell shape and internal coordinates are a closer start than a0's: fewer optimizer
+    steps, same minimum within fmax); the scaled a0 when no volume is done yet."""
+    if not done:
+        return scaled_cell(atoms0, scale)
+    nearest = min(done, key=lambda s: (abs(s - scale), s))
+    # fixed-volume relaxations keep the volume, so the rescaled cell has exactly scale^3 * V0
+    start = scaled_cell(done[nearest].atoms, scale / nearest)
+    start.info = {}
+    return start
+
+
+def compute_volume(
+    atoms0: Atoms, scale: float, calc, settings: QHASettings, smatrix, start: Atoms | None = None
+) -> VolumePoint:
+    """Relax at the scaled volume (from ``start`` when given, a structure already at that volume,
+    else from the scaled a0), displace, and compute the force sets of one volume (the phonopy
     object travels along in ``point.phonon`` so that its symmetry search is not repeated)."""
-    relaxed, converged = relax_fixed_volume(scaled_cell(atoms0, scale), calc, settings.fmax, settings.steps)
+    if start is None:
+        start = scaled_cell(atoms0, scale)
+    relaxed, converged = relax_fixed_volume(start, calc, settings.fmax, settings.steps)
     energy = float(relaxed.info["energy"])
     phonon = phonopy_for(relaxed, smatrix, settings.displacement)
     structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
@@ -550,23 +571,28 @@ def qha_frame(
     smatrix = supercell_matrix(atoms0.cell, settings.min_length)
     t_req = np.asarray(settings.temperatures, dtype=float)
     t_grid = extended_temperatures(t_req)
-    points, thermals = [], []
-    for scale in settings.scales:
+    done: dict[float, VolumePoint] = {}
+    thermal_by_scale: dict[float, dict] = {}
+    # from a0 outwards: each volume's relaxation starts from its nearest neighbour already relaxed
+    for scale in sorted((float(s) for s in settings.scales), key=lambda s: (abs(s - 1.0), s)):
         path = cache / f"scale-{scale:.4f}.json" if cache is not None else None
         if path is not None and path.is_file():
             point = _point_from_json(json.loads(path.read_text()))
             log.info(f"frame {fid}: scale {scale:.4f} from {path}")
         else:
-            point = compute_volume(atoms0, float(scale), calc, settings, smatrix)
+            start_at = start_structure(atoms0, scale, done) if settings.steps > 0 else None
+            point = compute_volume(atoms0, scale, calc, settings, smatrix, start=start_at)
             if path is not None:
                 _atomic_write(path, _point_to_json(point))
         if not point.converged:
             log.warning(
                 f"frame {fid}: fixed-volume relaxation at scale {scale:.4f} not converged to fmax {settings.fmax} eV/Å"
             )
-        points.append(point)
-        thermals.append(thermal_of(point, smatrix, settings.mesh, t_grid))
+        done[scale] = point
+        thermal_by_scale[scale] = thermal_of(point, smatrix, settings.mesh, t_grid)
         point.phonon = None  # force constants of large supercells need not stay in memory
+    points = [done[s] for s in sorted(done)]
+    thermals = [thermal_by_scale[s] for s in sorted(done)]
     min_freq = {float(p.scale): t["min_frequency"] for p, t in zip(points, thermals)}
     unstable = [s for s, f in min_freq.items() if f < -settings.imaginary_tol]
     keep = [i for i, p in enumerate(points) if float(p.scale) not in unstable]
@@ -800,6 +826,7 @@ __all__ = [
     "qha_info",
     "relax_fixed_volume",
     "scaled_cell",
+    "start_structure",
     "supercell_matrix",
     "thermal_of",
 ]
