@@ -507,8 +507,8 @@ def test_relaxations_start_from_the_nearest_relaxed_volume(monkeypatch):
     )
     steps, original = {}, q.relax_fixed_volume
 
-    def counting(atoms, calc, fmax, n_steps):
-        relaxed, converged = original(atoms, calc, fmax, n_steps)
+    def counting(atoms, calc, fmax, n_steps, symprec=None):
+        relaxed, converged = original(atoms, calc, fmax, n_steps, symprec)
         steps[round(atoms.get_volume() / hcp.get_volume(), 6)] = relaxed.info["relax_steps"]
         return relaxed, converged
 
@@ -523,3 +523,32 @@ def test_relaxations_start_from_the_nearest_relaxed_volume(monkeypatch):
         assert_allclose(warm.volumes[s], relaxed.get_volume(), rtol=1e-9)  # the volume is s^3 V0 either way
         assert_allclose(warm.energies[s], relaxed.info["energy"], atol=2e-5)  # eV per 2-atom cell
     assert warm_steps < 0.8 * cold_steps, (warm_steps, cold_steps)
+
+
+def test_relaxations_keep_the_space_group():
+    """hcp Cu (8-atom cell) with 1 mÅ of noise: relaxed without symmetry it stays P1 within FIRE's
+    fmax, and phonopy needs 48 displaced supercells; with --symprec it is refined to P6_3/mmc, kept
+    there, and needs the ideal cell's one, at the same energy."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    import cscli.props.qha as q
+    from cscli.explore.relax import relax_atoms
+
+    hcp = bulk("Cu", "hcp", a=2.50, c=2.50 * 1.75).repeat((2, 2, 1))
+    noisy = hcp.copy()
+    noisy.positions += np.random.default_rng(0).normal(0, 0.001, noisy.positions.shape)
+    smatrix = q.supercell_matrix(hcp.cell, 5.0)
+    runs = {}
+    for symprec in (None, 1e-2):
+        relaxed = relax_atoms(noisy, EMT(), fmax=1e-3, steps=300, constant_volume=True, symprec=symprec)
+        assert relaxed.info["relax_converged"] and not relaxed.constraints  # FixSymmetry stays inside
+        phonon = q.phonopy_for(relaxed, smatrix, 0.01)
+        runs[symprec] = (relaxed, phonon)
+    assert runs[None][1].symmetry.get_international_table() == "P1 (1)"
+    assert len(runs[None][1].supercells_with_displacements) == 48
+    assert runs[1e-2][1].symmetry.get_international_table() == "P6_3/mmc (194)"
+    assert len(runs[1e-2][1].supercells_with_displacements) == len(
+        q.phonopy_for(hcp, smatrix, 0.01).supercells_with_displacements
+    )
+    assert_allclose(runs[1e-2][0].info["energy"], runs[None][0].info["energy"], atol=1e-5)

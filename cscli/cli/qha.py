@@ -78,6 +78,13 @@ DEFAULT_SCALES = "0.95:1.05:0.02"
     "--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps per relaxation."
 )
 @click.option(
+    "--symprec",
+    type=click.FloatRange(0),
+    default=1e-3,
+    show_default=True,
+    help="Relaxations keep the space group found at this tolerance (Å; refine_symmetry + FixSymmetry); 0 = off.",
+)
+@click.option(
     "--imaginary-tol",
     type=click.FloatRange(0),
     default=0.1,
@@ -112,6 +119,7 @@ def command(
     no_prerelax,
     fmax,
     steps,
+    symprec,
     imaginary_tol,
     batch_size,
     work_dir,
@@ -168,6 +176,7 @@ def command(
         steps=steps,
         imaginary_tol=imaginary_tol,
         batch_size=batch_size,
+        symprec=symprec or None,
     )
     qset.check()  # bad grids fail before the model loads
     if work_dir is None and settings.output != "-":

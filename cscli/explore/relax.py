@@ -57,11 +57,15 @@ def relax_atoms(
     pressure: float = 0.0,
     trajectory: str | None = None,
     constant_volume: bool = False,
+    symprec: float | None = None,
 ) -> Atoms:
     """Relax positions (and the cell, with ASE's FrechetCellFilter) and return a new frame.
 
     ``pressure`` is in GPa (hydrostatic, applied through the cell filter); ``constant_volume``
-    relaxes the cell shape at fixed volume (``cscli qha``). The result carries
+    relaxes the cell shape at fixed volume (``cscli qha``). ``symprec`` (Å) keeps the space group
+    the structure has at that tolerance: ASE's ``refine_symmetry`` first, then the ``FixSymmetry``
+    constraint on every step (numerical noise otherwise lowers the symmetry of soft structures,
+    and a P1 cell needs twice the phonon displacements of its P-1 parent). The result carries
     energy, energy_per_atom, forces, stress, relax_fmax, relax_steps, relax_converged, model.
     """
     from ase.filters import FrechetCellFilter
@@ -69,6 +73,12 @@ def relax_atoms(
 
     work = atoms.copy()
     work.calc = calc
+    if symprec:
+        from ase.constraints import FixSymmetry
+        from ase.spacegroup.symmetrize import refine_symmetry
+
+        refine_symmetry(work, symprec=symprec)
+        work.set_constraint([*work.constraints, FixSymmetry(work, symprec=symprec)])
     target = (
         work
         if fix_cell or not work.pbc.all()
@@ -85,6 +95,7 @@ def relax_atoms(
     n_steps = int(opt.get_number_of_steps())
     final_fmax = float(np.sqrt((target.get_forces() ** 2).sum(axis=1).max()))
     result = work.copy()
+    result.set_constraint([c for c in result.constraints if type(c).__name__ != "FixSymmetry"])
     result.info = dict(atoms.info)
     store_results(result, calc)
     if not math.isfinite(final_fmax):

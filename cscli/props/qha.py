@@ -237,16 +237,20 @@ def scaled_cell(atoms: Atoms, scale: float) -> Atoms:
     return work
 
 
-def relax_fixed_volume(atoms: Atoms, calc, fmax: float, steps: int) -> tuple[Atoms, bool]:
+def relax_fixed_volume(
+    atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None
+) -> tuple[Atoms, bool]:
     """Relax ions and cell shape at constant volume (``relax_atoms`` with FrechetCellFilter,
-    constant_volume=True, FIRE); the result carries ``energy``."""
+    constant_volume=True, FIRE, space group kept at ``symprec``); the result carries ``energy``."""
     from cscli.explore.relax import relax_atoms
 
     if steps == 0:
         work = atoms.copy()
         work.info["energy"] = potential_energy(work, calc)
         return work, True
-    result = relax_atoms(atoms, calc, fmax=fmax, steps=steps, optimizer="FIRE", constant_volume=True)
+    result = relax_atoms(
+        atoms, calc, fmax=fmax, steps=steps, optimizer="FIRE", constant_volume=True, symprec=symprec
+    )
     return result, bool(result.info["relax_converged"])
 
 
@@ -341,6 +345,7 @@ class QHASettings:
     imaginary_tol: float = 0.1  # THz; a lowest frequency below -tol is an imaginary mode
     min_volumes: int = MIN_VOLUMES
     batch_size: int = 1  # displaced supercells per model call where the backend batches (SevenNet)
+    symprec: float | None = 1e-3  # Å; relaxations keep the space group found at this tolerance (None: off)
 
     def check(self) -> None:
         if len(self.scales) < self.min_volumes:
@@ -367,6 +372,7 @@ class QHASettings:
                 "prerelax_fmax": self.prerelax_fmax,
                 "fmax": self.fmax,
                 "steps": self.steps,
+                "symprec": self.symprec,
             },
             sort_keys=True,
         )
@@ -385,6 +391,7 @@ class QHASettings:
             "steps": self.steps,
             "imaginary_tol": self.imaginary_tol,
             "min_volumes": self.min_volumes,
+            "symprec": self.symprec,
         }
 
 
@@ -431,7 +438,7 @@ def compute_volume(
     object travels along in ``point.phonon`` so that its symmetry search is not repeated)."""
     if start is None:
         start = scaled_cell(atoms0, scale)
-    relaxed, converged = relax_fixed_volume(start, calc, settings.fmax, settings.steps)
+    relaxed, converged = relax_fixed_volume(start, calc, settings.fmax, settings.steps, settings.symprec)
     energy = float(relaxed.info["energy"])
     phonon = phonopy_for(relaxed, smatrix, settings.displacement)
     structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
@@ -559,7 +566,7 @@ def qha_frame(
     else:
         atoms0 = start
         if settings.prerelax:
-            atoms0 = relax_atoms(start, calc, fmax=settings.prerelax_fmax, steps=settings.steps)
+            atoms0 = relax_atoms(start, calc, fmax=settings.prerelax_fmax, steps=settings.steps, symprec=settings.symprec)
             if not atoms0.info.get("relax_converged"):
                 log.warning(
                     f"frame {fid}: pre-relaxation not converged to fmax {settings.prerelax_fmax} eV/Å "
