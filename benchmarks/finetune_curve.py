@@ -24,8 +24,15 @@ pseudopotentials; energies on another scale, which deepmd's fine-tune re-biases)
 weights ship in the sevenn wheel; ``--steps`` batches of ``--batch-size`` frames at ``--start-lr``),
 with its per-element energy shift fitted first (``cscli finetune --backend sevennet``):
 
-    python benchmarks/finetune_curve.py --backend sevennet --sizes 10,30 --steps 30 --batch-size 1 \
-        --start-lr 1e-3 --test 20 --valid-frames 2 --selections random --json sevennet.json
+    python benchmarks/finetune_curve.py --backend sevennet --sizes 10,30,100 --epochs 3,2,1 --batch-size 1 \
+        --start-lr 1e-3 --test 20 --valid-frames 2 --selections random --test-sets nequip,lips20,petmad \
+        --test-per-phase 1 --json sevennet.json
+
+Every model is also evaluated on the held-out sets named by ``--test-sets`` (``TEST_SETS``: the NequIP
+trajectory, 16 LiPS20 phases from another code, PET-MAD's PBEsol Li3PS4 cells); energies of another
+code or functional are compared after a per-element offset fitted on the test frames. The run ends
+with a markdown table (docs/finetune.md); ``--table A.json B.json`` reprints the merged table of
+earlier runs.
 """
 
 from __future__ import annotations
@@ -328,7 +335,22 @@ def main(argv=None):
     )
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--table",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="print the markdown table of earlier runs' --json files (merged) and exit",
+    )
     args = ap.parse_args(argv)
+    if args.table:
+        runs = [json.loads(Path(p).read_text()) for p in args.table]
+        merged = {"test_sets": runs[0]["test_sets"], "baselines": {}, "curve": []}
+        for r in runs:
+            merged["baselines"].update(r["baselines"])
+            merged["curve"] += r["curve"]
+        print(markdown_table(merged))
+        return merged
 
     from cscli.core.log import configure
     from cscli.learn.finetune import backend_options, finetune
