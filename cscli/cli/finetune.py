@@ -71,7 +71,7 @@ from cscli.cli.options import config_option, device_option, input_format_option,
     help="Frames per batch. deepmd: N, auto or auto:N [auto]; mattersim: N [16]; sevennet: N [4].",
 )
 @click.option(
-    "--start-lr", type=float, default=None, help="Initial learning rate [deepmd 1e-3, mattersim 2e-4, sevennet 4e-3]."
+    "--start-lr", type=float, default=None, help="Initial learning rate [deepmd 1e-3, mattersim 2e-4, sevennet 1e-3]."
 )
 @click.option(
     "--stop-lr",
