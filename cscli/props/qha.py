@@ -237,9 +237,7 @@ def scaled_cell(atoms: Atoms, scale: float) -> Atoms:
     return work
 
 
-def relax_fixed_volume(
-    atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None
-) -> tuple[Atoms, bool]:
+def relax_fixed_volume(atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None) -> tuple[Atoms, bool]:
     """Relax ions and cell shape at constant volume (``relax_atoms`` with FrechetCellFilter,
     constant_volume=True, FIRE, space group kept at ``symprec``); the result carries ``energy``."""
     from cscli.explore.relax import relax_atoms
@@ -248,9 +246,7 @@ def relax_fixed_volume(
         work = atoms.copy()
         work.info["energy"] = potential_energy(work, calc)
         return work, True
-    result = relax_atoms(
-        atoms, calc, fmax=fmax, steps=steps, optimizer="FIRE", constant_volume=True, symprec=symprec
-    )
+    result = relax_atoms(atoms, calc, fmax=fmax, steps=steps, optimizer="FIRE", constant_volume=True, symprec=symprec)
     return result, bool(result.info["relax_converged"])
 
 
@@ -566,7 +562,9 @@ def qha_frame(
     else:
         atoms0 = start
         if settings.prerelax:
-            atoms0 = relax_atoms(start, calc, fmax=settings.prerelax_fmax, steps=settings.steps, symprec=settings.symprec)
+            atoms0 = relax_atoms(
+                start, calc, fmax=settings.prerelax_fmax, steps=settings.steps, symprec=settings.symprec
+            )
             if not atoms0.info.get("relax_converged"):
                 log.warning(
                     f"frame {fid}: pre-relaxation not converged to fmax {settings.prerelax_fmax} eV/Å "
