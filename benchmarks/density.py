@@ -26,7 +26,7 @@ is reported, against the free-atom superposition and the model before fine-tunin
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/density.py --finetune DUMPS --target gamma-Li3PS4 \
         --sizes 0 5 10 20 --steps 2000 --lr 2e-3 --json ft.json --also ft300.json --plot docs/img/density_finetune.png
 
-(docs/density.md: the pool was stopped at 20 frames for time, so 34 is not in the curve.)
+(docs/density.md has the curve at 0, 5, 10, 20 and 34 frames.)
 """
 
 import argparse
