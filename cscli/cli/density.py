@@ -172,7 +172,9 @@ def train_cmd(
     help="VASP PREC for the default grid.",
 )
 @click.option("--normalize", is_flag=True, help="Scale each density to integrate to the valence electron count.")
-@click.option("--batch", type=int, default=20000, show_default=True, help="Probe points per neighbour-search batch.")
+@click.option(
+    "--batch", type=click.IntRange(1), default=20000, show_default=True, help="Probe points per neighbour-search batch."
+)
 @click.option(
     "--frames-out",
     default=None,
