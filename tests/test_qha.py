@@ -552,3 +552,11 @@ def test_relaxations_keep_the_space_group():
         q.phonopy_for(hcp, smatrix, 0.01).supercells_with_displacements
     )
     assert_allclose(runs[1e-2][0].info["energy"], runs[None][0].info["energy"], atol=1e-5)
+    # the frame's own constraints come back; only the relaxation's FixSymmetry is dropped
+    from ase.constraints import FixAtoms
+
+    pinned = noisy.copy()
+    pinned.set_constraint(FixAtoms(indices=[0]))
+    out = relax_atoms(pinned, EMT(), fmax=0.05, steps=5, constant_volume=True, symprec=1e-2)
+    assert [type(c).__name__ for c in out.constraints] == ["FixAtoms"]
+    assert out.constraints[0].index.tolist() == [0]

@@ -73,12 +73,14 @@ def relax_atoms(
 
     work = atoms.copy()
     work.calc = calc
+    symmetry_constraint = None
     if symprec:
         from ase.constraints import FixSymmetry
         from ase.spacegroup.symmetrize import refine_symmetry
 
         refine_symmetry(work, symprec=symprec)
-        work.set_constraint([*work.constraints, FixSymmetry(work, symprec=symprec)])
+        symmetry_constraint = FixSymmetry(work, symprec=symprec)
+        work.set_constraint([*work.constraints, symmetry_constraint])
     target = (
         work
         if fix_cell or not work.pbc.all()
@@ -95,7 +97,8 @@ def relax_atoms(
     n_steps = int(opt.get_number_of_steps())
     final_fmax = float(np.sqrt((target.get_forces() ** 2).sum(axis=1).max()))
     result = work.copy()
-    result.set_constraint([c for c in result.constraints if type(c).__name__ != "FixSymmetry"])
+    if symmetry_constraint is not None:  # it belongs to this relaxation, not to the frame returned
+        result.set_constraint(result.constraints[:-1])  # (copied with the atoms; appended last)
     result.info = dict(atoms.info)
     store_results(result, calc)
     if not math.isfinite(final_fmax):
