@@ -507,8 +507,8 @@ def test_relaxations_start_from_the_nearest_relaxed_volume(monkeypatch):
     )
     steps, original = {}, q.relax_fixed_volume
 
-    def counting(atoms, calc, fmax, n_steps, symprec=None):
-        relaxed, converged = original(atoms, calc, fmax, n_steps, symprec)
+    def counting(atoms, calc, fmax, n_steps, symprec=None, optimizer="FIRE"):
+        relaxed, converged = original(atoms, calc, fmax, n_steps, symprec, optimizer)
         steps[round(atoms.get_volume() / hcp.get_volume(), 6)] = relaxed.info["relax_steps"]
         return relaxed, converged
 
@@ -560,3 +560,49 @@ def test_relaxations_keep_the_space_group():
     out = relax_atoms(pinned, EMT(), fmax=0.05, steps=5, constant_volume=True, symprec=1e-2)
     assert [type(c).__name__ for c in out.constraints] == ["FixAtoms"]
     assert out.constraints[0].index.tolist() == [0]
+
+
+def test_optimizer_choice_reaches_the_same_free_energy(tmp_path):
+    """--optimizer BFGS relaxes the same EMT hcp Cu (wrong c/a) to the same E(V) and G(T) as FIRE,
+    and caches under its own key; FIRE keeps the key it had before the option existed (caches
+    from earlier runs stay valid)."""
+    import hashlib
+    import json
+
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    import cscli.props.qha as q
+
+    hcp = bulk("Cu", "hcp", a=2.50, c=2.50 * 1.75)
+    hcp.info["id"] = "cu-hcp"
+    common = dict(
+        scales=(0.98, 0.99, 1.0, 1.01, 1.02),
+        temperatures=(0.0, 150.0, 300.0),
+        pressures=(0.0,),
+        min_length=6.0,
+        mesh=(4, 4, 4),
+        steps=300,
+        fmax=1e-4,
+        prerelax=False,
+    )
+    fire, bfgs = q.QHASettings(**common), q.QHASettings(**common, optimizer="BFGS")
+    results = {s.optimizer: q.qha_frame(hcp, EMT(), s, work_dir=tmp_path, model="emt") for s in (fire, bfgs)}
+    energies = [np.array([r.energies[s] for s in common["scales"]]) for r in results.values()]
+    assert_allclose(energies[0], energies[1], atol=1e-6)
+    assert_allclose(results["FIRE"].fit.gibbs, results["BFGS"].fit.gibbs, atol=1e-5)
+    assert len(list(tmp_path.iterdir())) == 2  # one cache per optimizer
+    before = json.dumps(
+        {
+            "model": "emt",
+            "min_length": 6.0,
+            "displacement": 0.01,
+            "prerelax": False,
+            "prerelax_fmax": 0.001,
+            "fmax": 1e-4,
+            "steps": 300,
+            "symprec": 1e-3,
+        },
+        sort_keys=True,
+    )
+    assert fire.key("emt") == hashlib.sha1(before.encode()).hexdigest()[:10] != bfgs.key("emt")

@@ -255,6 +255,19 @@ def device_option(func):
     )(func)
 
 
+def optimizer_option(help_text: str = "ASE optimizer of the relaxations."):
+    from cscli.explore.relax import OPTIMIZERS  # light module: ASE is imported inside its functions
+
+    return click.option(
+        "--optimizer",
+        type=click.Choice(OPTIMIZERS, case_sensitive=False),
+        default="FIRE",
+        show_default=True,
+        callback=lambda ctx, param, value: value.upper(),
+        help=help_text,
+    )
+
+
 def work_dir_option(help_text: str = "Folder for intermediate files (kept; a re-run resumes from them)."):
     return click.option("--work-dir", default=None, metavar="DIR", help=help_text)
 

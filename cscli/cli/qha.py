@@ -6,6 +6,7 @@ import click
 
 from cscli.cli.options import (
     model_options,
+    optimizer_option,
     pass_stream,
     plot_dir_option,
     work_dir_option,
@@ -77,6 +78,7 @@ DEFAULT_SCALES = "0.95:1.05:0.02"
 @click.option(
     "--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps per relaxation."
 )
+@optimizer_option("ASE optimizer of the pre-relaxation and the fixed-volume relaxations.")
 @click.option(
     "--symprec",
     type=click.FloatRange(0),
@@ -119,6 +121,7 @@ def command(
     no_prerelax,
     fmax,
     steps,
+    optimizer,
     symprec,
     imaginary_tol,
     batch_size,
@@ -177,6 +180,7 @@ def command(
         imaginary_tol=imaginary_tol,
         batch_size=batch_size,
         symprec=symprec or None,
+        optimizer=optimizer,
     )
     qset.check()  # bad grids fail before the model loads
     if work_dir is None and settings.output != "-":

@@ -2,7 +2,7 @@
 
 import click
 
-from cscli.cli.options import model_options, pass_stream
+from cscli.cli.options import model_options, optimizer_option, pass_stream
 
 
 @click.command("relax")
@@ -10,9 +10,7 @@ from cscli.cli.options import model_options, pass_stream
 @model_options(default=None)
 @click.option("--fmax", type=float, default=0.05, show_default=True, help="Force convergence (eV/Å).")
 @click.option("--steps", type=click.IntRange(0), default=500, show_default=True, help="Maximum optimizer steps.")
-@click.option(
-    "--optimizer", type=click.Choice(["FIRE", "BFGS", "LBFGS"], case_sensitive=False), default="FIRE", show_default=True
-)
+@optimizer_option()
 @click.option("--fix-cell", is_flag=True, help="Relax positions only (default: cell too, FrechetCellFilter).")
 @click.option("--pressure", type=float, default=0.0, show_default=True, help="Hydrostatic pressure (GPa).")
 @click.option(

@@ -6,10 +6,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from cscli.core.errors import FrameError, UsageError
-from cscli.core.models import store_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -29,6 +26,10 @@ def _optimizer_class(name: str):
 def store_results(atoms: Atoms, calc) -> Atoms:
     """Evaluate ``calc`` on ``atoms`` and write energy/forces/stress into info/arrays, and the model
     that made them (``model``, ``model_version``) when ``calc`` came from ``load_calculator``."""
+    import numpy as np
+
+    from cscli.core.models import store_model
+
     atoms.calc = calc
     try:
         energy = float(atoms.get_potential_energy())
@@ -68,6 +69,7 @@ def relax_atoms(
     and a P1 cell needs twice the phonon displacements of its P-1 parent). The result carries
     energy, energy_per_atom, forces, stress, relax_fmax, relax_steps, relax_converged, model.
     """
+    import numpy as np
     from ase.filters import FrechetCellFilter
     from ase.units import GPa
 

@@ -237,16 +237,20 @@ def scaled_cell(atoms: Atoms, scale: float) -> Atoms:
     return work
 
 
-def relax_fixed_volume(atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None) -> tuple[Atoms, bool]:
+def relax_fixed_volume(
+    atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None, optimizer: str = "FIRE"
+) -> tuple[Atoms, bool]:
     """Relax ions and cell shape at constant volume (``relax_atoms`` with FrechetCellFilter,
-    constant_volume=True, FIRE, space group kept at ``symprec``); the result carries ``energy``."""
+    constant_volume=True, space group kept at ``symprec``); the result carries ``energy``."""
     from cscli.explore.relax import relax_atoms
 
     if steps == 0:
         work = atoms.copy()
         work.info["energy"] = potential_energy(work, calc)
         return work, True
-    result = relax_atoms(atoms, calc, fmax=fmax, steps=steps, optimizer="FIRE", constant_volume=True, symprec=symprec)
+    result = relax_atoms(
+        atoms, calc, fmax=fmax, steps=steps, optimizer=optimizer, constant_volume=True, symprec=symprec
+    )
     return result, bool(result.info["relax_converged"])
 
 
@@ -342,6 +346,7 @@ class QHASettings:
     min_volumes: int = MIN_VOLUMES
     batch_size: int = 1  # displaced supercells per model call where the backend batches (SevenNet)
     symprec: float | None = 1e-3  # Å; relaxations keep the space group found at this tolerance (None: off)
+    optimizer: str = "FIRE"  # ASE optimizer of every relaxation
 
     def check(self) -> None:
         if len(self.scales) < self.min_volumes:
@@ -369,6 +374,8 @@ class QHASettings:
                 "fmax": self.fmax,
                 "steps": self.steps,
                 "symprec": self.symprec,
+                # only when not the default: force sets cached before the option existed stay valid
+                **({"optimizer": self.optimizer} if self.optimizer != "FIRE" else {}),
             },
             sort_keys=True,
         )
@@ -388,6 +395,7 @@ class QHASettings:
             "imaginary_tol": self.imaginary_tol,
             "min_volumes": self.min_volumes,
             "symprec": self.symprec,
+            "optimizer": self.optimizer,
         }
 
 
@@ -434,7 +442,9 @@ def compute_volume(
     object travels along in ``point.phonon`` so that its symmetry search is not repeated)."""
     if start is None:
         start = scaled_cell(atoms0, scale)
-    relaxed, converged = relax_fixed_volume(start, calc, settings.fmax, settings.steps, settings.symprec)
+    relaxed, converged = relax_fixed_volume(
+        start, calc, settings.fmax, settings.steps, settings.symprec, settings.optimizer
+    )
     energy = float(relaxed.info["energy"])
     phonon = phonopy_for(relaxed, smatrix, settings.displacement)
     structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
@@ -563,7 +573,12 @@ def qha_frame(
         atoms0 = start
         if settings.prerelax:
             atoms0 = relax_atoms(
-                start, calc, fmax=settings.prerelax_fmax, steps=settings.steps, symprec=settings.symprec
+                start,
+                calc,
+                fmax=settings.prerelax_fmax,
+                steps=settings.steps,
+                symprec=settings.symprec,
+                optimizer=settings.optimizer,
             )
             if not atoms0.info.get("relax_converged"):
                 log.warning(
