@@ -64,6 +64,7 @@ def run_cscli(atoms, calc, repeat: int, batch_size: int):
         prerelax=False,
         fmax=1e-3,
         steps=200,
+        optimizer="FIRE",  # matcalc's relaxer default
         imaginary_tol=float("inf"),  # matcalc warns about imaginary modes and integrates anyway: so do we here
         batch_size=batch_size,
     )

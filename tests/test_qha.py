@@ -504,10 +504,11 @@ def test_relaxations_start_from_the_nearest_relaxed_volume(monkeypatch):
         steps=300,
         fmax=1e-3,
         prerelax=False,
+        optimizer="FIRE",  # the step counts below are FIRE's
     )
     steps, original = {}, q.relax_fixed_volume
 
-    def counting(atoms, calc, fmax, n_steps, symprec=None, optimizer="FIRE"):
+    def counting(atoms, calc, fmax, n_steps, symprec=None, optimizer="BFGS"):
         relaxed, converged = original(atoms, calc, fmax, n_steps, symprec, optimizer)
         steps[round(atoms.get_volume() / hcp.get_volume(), 6)] = relaxed.info["relax_steps"]
         return relaxed, converged
@@ -516,7 +517,7 @@ def test_relaxations_start_from_the_nearest_relaxed_volume(monkeypatch):
     warm = q.qha_frame(hcp, EMT(), settings)
     warm_steps = sum(steps.values())
     steps.clear()
-    cold = {s: original(q.scaled_cell(hcp, s), EMT(), 1e-3, 300)[0] for s in settings.scales}
+    cold = {s: original(q.scaled_cell(hcp, s), EMT(), 1e-3, 300, None, "FIRE")[0] for s in settings.scales}
     cold_steps = sum(r.info["relax_steps"] for r in cold.values())
     for s, relaxed in cold.items():
         assert relaxed.info["relax_converged"]
@@ -586,7 +587,7 @@ def test_optimizer_choice_reaches_the_same_free_energy(tmp_path):
         fmax=1e-4,
         prerelax=False,
     )
-    fire, bfgs = q.QHASettings(**common), q.QHASettings(**common, optimizer="BFGS")
+    fire, bfgs = q.QHASettings(**common, optimizer="FIRE"), q.QHASettings(**common)  # BFGS: the default
     results = {s.optimizer: q.qha_frame(hcp, EMT(), s, work_dir=tmp_path, model="emt") for s in (fire, bfgs)}
     energies = [np.array([r.energies[s] for s in common["scales"]]) for r in results.values()]
     assert_allclose(energies[0], energies[1], atol=1e-6)

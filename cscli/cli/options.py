@@ -255,13 +255,13 @@ def device_option(func):
     )(func)
 
 
-def optimizer_option(help_text: str = "ASE optimizer of the relaxations."):
+def optimizer_option(help_text: str = "ASE optimizer of the relaxations.", default: str = "FIRE"):
     from cscli.explore.relax import OPTIMIZERS  # light module: ASE is imported inside its functions
 
     return click.option(
         "--optimizer",
         type=click.Choice(OPTIMIZERS, case_sensitive=False),
-        default="FIRE",
+        default=default,
         show_default=True,
         callback=lambda ctx, param, value: value.upper(),
         help=help_text,
