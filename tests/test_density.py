@@ -150,7 +150,7 @@ def test_tabulated_prediction_matches_the_exact_network(model64):
     exact = model64.predict(d.atoms, pts, exact=True)
     fast = model64.predict(d.atoms, pts)
     assert_allclose(fast, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
-    assert_allclose(model64.predict(d.atoms, pts, batch=250, small_batch=7), fast, rtol=1e-12, atol=1e-14)
+    assert_allclose(model64.predict(d.atoms, pts, batch=250, edge_chunk=7), fast, rtol=1e-12, atol=1e-14)
     shipped = Predictor(load_model(P.default_model_path())[0])
     grid_pts, _ = d.all_points()
     exact = shipped.predict(d.atoms, grid_pts, exact=True)
