@@ -137,10 +137,11 @@ def test_model_is_rotation_translation_and_permutation_invariant(model64):
 
 
 def test_tabulated_prediction_matches_the_exact_network(model64):
-    """predict's fast path (radial prior tabulated, the probe tensor product as invariants x·Y_l
-    contracted with the radial weights, small batches) against the e3nn network evaluated
-    directly: the same densities to 1e-5 of the largest, for a random float64 model and the
-    shipped float32 model; the batching itself changes nothing (float64)."""
+    """predict's fast path (per-atom matrices folding the probe tensor product, the radial MLP's
+    last layer and the readout's first layer; the radial prior tabulated; spherical harmonics as
+    monomials) against the e3nn network evaluated directly: the same densities to 1e-5 of the
+    largest, for a random float64 model and the shipped float32 model, at random points and on
+    the whole grid (predict_grid's own neighbour enumeration); the chunking changes nothing."""
     from cscli.props.density import predict as P
     from cscli.props.density.model import Predictor, load_model
 
@@ -151,10 +152,39 @@ def test_tabulated_prediction_matches_the_exact_network(model64):
     fast = model64.predict(d.atoms, pts)
     assert_allclose(fast, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
     assert_allclose(model64.predict(d.atoms, pts, batch=250, edge_chunk=7), fast, rtol=1e-12, atol=1e-14)
-    shipped = Predictor(load_model(P.default_model_path())[0])
+    shape = d.values.shape
     grid_pts, _ = d.all_points()
+    exact = model64.predict(d.atoms, grid_pts, exact=True)
+    assert_allclose(model64.predict_grid(d.atoms, shape), exact, rtol=0, atol=1e-5 * np.abs(exact).max())
+    shipped = Predictor(load_model(P.default_model_path())[0])
     exact = shipped.predict(d.atoms, grid_pts, exact=True)
     assert_allclose(shipped.predict(d.atoms, grid_pts), exact, rtol=0, atol=1e-5 * exact.max())
+    assert_allclose(shipped.predict_grid(d.atoms, shape), exact, rtol=0, atol=1e-5 * exact.max())
+    assert_allclose(shipped.predict_grid(d.atoms, shape, exact=True), exact, rtol=0, atol=0)
+
+
+def test_grid_atom_pairs_are_the_kdtree_pairs_of_the_grid_points():
+    """predict_grid's neighbour enumeration (index box around each atom, no tree) gives exactly
+    the probe–atom pairs periodic_pairs finds for the grid points: a skewed triclinic cell, and a
+    slab (no periodicity along c)."""
+    from cscli.props.density.io import grid_points
+    from cscli.props.density.model import grid_atom_pairs, periodic_pairs
+
+    atoms = _chg("Li3P-p1").atoms.copy()
+    cell = atoms.cell.array.copy()
+    cell[1] += 0.4 * cell[0]
+    cell[2] += 0.3 * cell[0] - 0.2 * cell[1]
+    atoms.set_cell(cell, scale_atoms=True)
+    shape = (9, 11, 14)
+    for pbc in ([True, True, True], [True, True, False]):
+        pts = grid_points(atoms.cell.array, shape)
+        p, a, vec = periodic_pairs(atoms.cell.array, pbc, pts, atoms.positions, 3.1)
+        assert len(p) > 1000
+        for i, pos in enumerate(atoms.positions):
+            flat, gvec = grid_atom_pairs(atoms.cell.array, pbc, shape, pos, 3.1)
+            mine = a == i
+            want = sorted(zip(p[mine], *np.round(vec[mine], 8).T))
+            assert sorted(zip(flat, *np.round(gvec, 8).T)) == want
 
 
 # ----------------------------------------------------------------------------- training
