@@ -33,6 +33,19 @@ from cscli.core.errors import DataError, ModelError
 KIND = "cscli-density-model"
 FORMAT_VERSION = 1
 
+# e3nn's Y_lm(−u) = _SH_CONST[lm] × _monomials(u)[lm] for l ≤ 2 (component normalisation)
+_SH_CONST = [
+    1.0,
+    -math.sqrt(3.0),
+    -math.sqrt(3.0),
+    -math.sqrt(3.0),
+    math.sqrt(15.0),
+    math.sqrt(15.0),
+    math.sqrt(5.0),
+    math.sqrt(15.0),
+    0.5 * math.sqrt(15.0),
+]
+
 DEFAULT_CONFIG = {
     "cutoff": 4.0,  # Å, atom–atom messages
     "probe_cutoff": 4.0,  # Å, probe–atom contributions
@@ -277,10 +290,14 @@ def _net_class():
         # so per atom i they fold into one matrix A_i[k, (l m), o] = Σ_u c_l x_i,um W_k,uo and
         #   s_o = Σ_{k, lm} hid_k(|r|) Y_lm(r̂) A_i[k, lm, o]
         # (32 × 9 × 16 multiply-adds per edge instead of the 32 × 224 radial weights, their product
-        # with the 14 invariants and the sum). The radial prior depends on |r| only and is tabulated
-        # on 4096 intervals of |r| (linear interpolation). ``Predictor.predict`` and
-        # ``Predictor.predict_grid`` use this path; it matches :meth:`probe_density` to ~1e-6 of the
-        # largest density (tests/test_density.py). Training uses the exact network.
+        # with the 14 invariants and the sum). Every other linear step folds into A or into the
+        # weights too: the readout's first layer (linear before its activation), the constant
+        # factors of e3nn's Bessel basis, of its normalised activations and of the l ≤ 2 spherical
+        # harmonics (evaluated here as the plain monomials 1, x, y, z, xz, … of the softened unit
+        # vector, the sign of l = 1 folded for Y(−r)). The radial prior depends on |r| only and
+        # is tabulated on 4096 intervals of |r| (linear interpolation). ``Predictor.predict`` and
+        # ``Predictor.predict_grid`` use this path; it matches :meth:`probe_density` to ~1e-6 of
+        # the largest density (tests/test_density.py). Training uses the exact network.
 
         def probe_tables(self, n: int = 4096):
             """(dr, prior (species, n+1)): the radial prior of each element on |r| = 0, dr, …, probe_cutoff."""
@@ -313,44 +330,90 @@ def _net_class():
             return self._paths
 
         def probe_fast_setup(self, features):
-            """Per-structure constants of the fast path: the per-atom matrices A (N, K, (lmax+1)² ·
-            n_out), the element index per atom and the prior table (:meth:`probe_tables`)."""
+            """Per-structure constants of the fast path (a dict): the per-atom matrices ``A`` (N, K,
+            n_sh · n_out), the folded first radial layer, readout and prior table."""
             h, species_idx = features
             x = self.probe_project(h)
-            layers = list(self.probe_fc)
-            last = layers[-1]
-            k = int(last.h_in)
-            weight = last(torch.eye(k, dtype=x.dtype, device=x.device))  # (K, Σ mul × n_out), exact
+            dtype, device = x.dtype, x.device
+            radial, readout = list(self.probe_fc), list(self.readout)
+            assert len(radial) == 2 and len(readout) == 2, "fast path: one hidden layer per MLP"
+            w1, act1, post1 = _split_layer(radial[0])
+            k = w1.shape[1]
+            weight = radial[1](torch.eye(k, dtype=dtype, device=device)) * post1  # (K, Σ mul × n_out)
             n_out = int(self.config["readout_hidden"])
-            n_sh = self.irreps_sh.dim
-            a = torch.zeros(len(x), k, n_sh, n_out, dtype=x.dtype, device=x.device)
+            lmax = int(self.config["lmax"])
+            n_sh = (lmax + 1) ** 2
+            a = torch.zeros(len(x), k, n_sh, n_out, dtype=dtype, device=device)
             for sl, mul, deg, c, wsl in self._probe_paths():
                 xl = x[:, sl].reshape(-1, mul, 2 * deg + 1)
                 wl = weight[:, wsl].reshape(k, mul, n_out)
                 a[:, :, deg * deg : (deg + 1) * (deg + 1), :] += c * torch.einsum("num,kuo->nkmo", xl, wl)
+            if lmax <= 2:  # Y_lm(−r) = const_lm × monomial_lm(r̂), see _monomials
+                a = a * torch.tensor(_SH_CONST[:n_sh], dtype=dtype, device=device)[None, None, :, None]
+            r1, act2, post2 = _split_layer(readout[0])
+            a = a @ r1  # the readout's first (linear) map, (N, K, n_sh, n_out)
+            scale = self.probe_norm * float(self.config["output_scale"]) * self.correction
+            w_out = readout[1](torch.eye(n_out, dtype=dtype, device=device))[:, 0] * post2 * scale
+            cutoff = float(self.config["probe_cutoff"])
+            nb = int(self.config["num_basis"])
+            # e3nn's Bessel basis: sqrt(2/c) sin(nπr/c)/r, times sqrt(num_basis) (DensityNet._basis)
+            w1 = w1 * (math.sqrt(2.0 / cutoff) * math.sqrt(nb))
             return {
                 "A": a.reshape(len(x), k, n_sh * n_out).contiguous(),
+                "n_sh": n_sh,
                 "species": species_idx,
                 "prior": self.probe_tables(),
-                "hidden": layers[:-1],
-                "scale": self.probe_norm * float(self.config["output_scale"]) * self.correction,
+                "roots": torch.arange(1, nb + 1, dtype=dtype, device=device) * (math.pi / cutoff),
+                "w1": w1,
+                "act1": act1,
+                "act2": act2,
+                "w_out": w_out,
+                "lmax": lmax,
             }
 
         def probe_contrib_fast(self, setup, atom: int, vec):
             """Contributions c(p, i) of one atom ``atom`` to probes at ``vec`` = atom − probe (E, 3)."""
-            length = vec.norm(dim=1)
-            hid = self._basis(length, float(self.config["probe_cutoff"]))
-            for layer in setup["hidden"]:
-                hid = layer(hid)
-            sh = self._sh(-vec)
-            g = (hid @ setup["A"][atom]).view(len(vec), sh.shape[1], -1)
-            s = (g * sh.unsqueeze(2)).sum(dim=1)
-            contrib = self.readout(s).squeeze(-1) * setup["scale"]
+            r2 = (vec * vec).sum(dim=1)
+            length = r2.sqrt()
+            if setup["lmax"] <= 2:
+                f = _monomials(vec * (r2 + 1e-6).rsqrt().unsqueeze(1), setup["lmax"])
+            else:
+                f = self._sh(-vec)
+            r = length.clamp(min=1e-4)
+            hid = setup["act1"]((torch.sin(r.unsqueeze(1) * setup["roots"]) * (1.0 / r).unsqueeze(1)) @ setup["w1"])
+            g = (hid @ setup["A"][atom]).view(len(vec), setup["n_sh"], -1)
+            s = (g * f.unsqueeze(2)).sum(dim=1)
+            contrib = setup["act2"](s) @ setup["w_out"]
             dr, prior_table = setup["prior"]
             t = length / dr
             i0 = t.floor().long().clamp(max=prior_table.shape[1] - 2)
             row = prior_table[setup["species"][atom]]
             return contrib + torch.lerp(row[i0], row[i0 + 1], t - i0)
+
+    def _split_layer(layer):
+        """An e3nn FullyConnectedNet layer with an activation as (W, f, c): layer(x) = f(x @ W)·c,
+        f the bare activation (e3nn scales it to unit second moment, folded into c)."""
+        w = layer.weight / (layer.h_in * layer.var_in) ** 0.5
+        act = layer.act
+        c = layer.var_out**0.5
+        if not getattr(act, "_is_id", True):
+            c = c * act.cst
+        f = getattr(act, "f", act)
+        probe = torch.linspace(-3.0, 3.0, 7, dtype=w.dtype, device=w.device).unsqueeze(1).expand(7, w.shape[0])
+        if not torch.allclose(layer(probe), f(probe @ w) * c, rtol=1e-5, atol=1e-6):
+            raise ModelError("density fast path: unexpected e3nn layer layout (use exact=True)")
+        return w, f, c
+
+    def _monomials(u, lmax: int):
+        """The components of e3nn's l ≤ 2 spherical harmonics ("component" normalisation) of the
+        vector u without their constant factors (_SH_CONST, which also flips l = 1 for Y(−u))."""
+        x, y, z = u.unbind(1)
+        ones = torch.ones_like(x)
+        if lmax == 0:
+            return ones.unsqueeze(1)
+        if lmax == 1:
+            return torch.stack([ones, x, y, z], 1)
+        return torch.stack([ones, x, y, z, x * z, x * y, y * y - 0.5 * (x * x + z * z), y * z, z * z - x * x], 1)
 
     _NET = DensityNet
     return _NET
