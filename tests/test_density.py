@@ -180,8 +180,7 @@ def test_grid_atom_pairs_are_the_kdtree_pairs_of_the_grid_points():
         pts = grid_points(atoms.cell.array, shape)
         p, a, vec = periodic_pairs(atoms.cell.array, pbc, pts, atoms.positions, 3.1)
         assert len(p) > 1000
-        for i, pos in enumerate(atoms.positions):
-            flat, gvec = grid_atom_pairs(atoms.cell.array, pbc, shape, pos, 3.1)
+        for i, flat, gvec in grid_atom_pairs(atoms.cell.array, pbc, shape, atoms.positions, 3.1):
             mine = a == i
             want = sorted(zip(p[mine], *np.round(vec[mine], 8).T))
             assert sorted(zip(flat, *np.round(gvec, 8).T)) == want

@@ -124,33 +124,46 @@ def periodic_pairs(cell, pbc, centers, positions, cutoff: float, exclude_self: b
     return ci[order], a[order], vec[order]
 
 
-def grid_atom_pairs(cell, pbc, shape, position, cutoff: float):
-    """Grid points within ``cutoff`` of one atom, over periodic images: (flat C-order index of
-    the grid point, vec = atom image − grid point (E,3)). Grid point [i,j,k] sits at fractional
-    (i/nx, j/ny, k/nz); the candidates are the index box that holds the cutoff sphere (no tree).
-    The same pairs as :func:`periodic_pairs` of the grid points with this atom."""
+def grid_atom_pairs(cell, pbc, shape, positions, cutoff: float):
+    """For each atom in turn, the grid points within ``cutoff`` of it over periodic images:
+    yields (atom, flat C-order index of the grid point, vec = atom image − grid point (E,3)).
+    Grid point [i,j,k] sits at fractional (i/nx, j/ny, k/nz). No tree: for each (i, j) row of the
+    index box around the atom the k range inside the sphere is solved from a quadratic, so only
+    the pairs themselves are built. The same pairs as :func:`periodic_pairs` of the grid points
+    (up to points exactly on the cutoff sphere, where every contribution vanishes)."""
     cell = np.asarray(cell, dtype=float)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
-    shape = tuple(int(n) for n in shape)
+    n0, n1, n2 = (int(n) for n in shape)
     volume = abs(np.linalg.det(cell))
-    heights = np.array([volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
-    frac = np.asarray(position, dtype=float) @ np.linalg.inv(cell)
-    axes = []
-    for k in range(3):
-        n = shape[k]
-        reach = cutoff / heights[k]
-        lo, hi = math.ceil((frac[k] - reach) * n - 1e-9), math.floor((frac[k] + reach) * n + 1e-9)
-        if not pbc[k]:
-            lo, hi = max(lo, 0), min(hi, n - 1)
-        idx = np.arange(lo, hi + 1)
-        # this axis' part of atom − grid point: (f_k − i/n_k) · a_k
-        axes.append((idx % n, np.outer(frac[k] - idx / n, cell[k])))
-    (i0, d0), (i1, d1), (i2, d2) = axes
-    d = d0[:, None, None, :] + d1[None, :, None, :] + d2[None, None, :, :]
-    keep = np.einsum("ijkx,ijkx->ijk", d, d) < cutoff * cutoff
-    ii, jj, kk = np.nonzero(keep)
-    flat = (i0[ii] * shape[1] + i1[jj]) * shape[2] + i2[kk]
-    return flat, d[keep]
+    heights = volume / np.linalg.norm(np.cross(np.roll(cell, -1, axis=0), np.roll(cell, -2, axis=0)), axis=1)
+    a2 = cell[2] @ cell[2]
+    rc2 = cutoff * cutoff
+    for atom, frac in enumerate(np.asarray(positions, dtype=float).reshape(-1, 3) @ np.linalg.inv(cell)):
+        ranges = []
+        for k, n in enumerate((n0, n1)):
+            reach = cutoff / heights[k]
+            lo, hi = math.ceil((frac[k] - reach) * n), math.floor((frac[k] + reach) * n)
+            if not pbc[k]:
+                lo, hi = max(lo, 0), min(hi, n - 1)
+            ranges.append(np.arange(lo, hi + 1))
+        # row (i, j): atom − point = d_ij + t·a2, t = f2 − k/n2, inside the sphere for t− < t < t+
+        d = (
+            np.outer(frac[0] - ranges[0] / n0, cell[0])[:, None, :]
+            + np.outer(frac[1] - ranges[1] / n1, cell[1])[None, :, :]
+        ).reshape(-1, 3)
+        base = ((ranges[0] % n0)[:, None] * n1 + (ranges[1] % n1)[None, :]).reshape(-1) * n2
+        b = d @ cell[2]
+        disc = b * b - a2 * (np.einsum("ex,ex->e", d, d) - rc2)
+        ok = disc > 0
+        d, b, base, root = d[ok], b[ok], base[ok], np.sqrt(disc[ok])
+        k_lo = np.ceil((frac[2] + (b - root) / a2) * n2).astype(np.int64)  # t+ = (−b + root) / a2
+        k_hi = np.floor((frac[2] + (b + root) / a2) * n2).astype(np.int64)
+        if not pbc[2]:
+            k_lo, k_hi = np.maximum(k_lo, 0), np.minimum(k_hi, n2 - 1)
+        count = np.maximum(k_hi - k_lo + 1, 0)
+        kk = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count - k_lo, count)
+        vec = np.repeat(d, count, axis=0) + np.outer(frac[2] - kk / n2, cell[2])
+        yield atom, np.repeat(base, count) + kk % n2, vec
 
 
 # ----------------------------------------------------------------------------- model
@@ -527,8 +540,7 @@ class Predictor:
         with torch.inference_mode():
             setup = self.model.probe_fast_setup(self.features(atoms))
             cutoff = float(self.model.config["probe_cutoff"])
-            for i, position in enumerate(atoms.positions):
-                flat, vec = grid_atom_pairs(atoms.cell.array, atoms.pbc, shape, position, cutoff)
+            for i, flat, vec in grid_atom_pairs(atoms.cell.array, atoms.pbc, shape, atoms.positions, cutoff):
                 self._accumulate(rho, setup, i, flat, vec, edge_chunk)
         return rho.cpu().numpy().astype(float)
 
