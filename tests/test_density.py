@@ -35,6 +35,12 @@ def test_chgcar_round_trip_keeps_grid_and_electrons(tmp_path):
     assert_allclose(b.data["total"].mean(), a.data["total"].mean(), rtol=1e-6)
     assert_allclose(d.electrons(), a.data["total"].mean(), rtol=1e-6)
     assert_allclose(b.structure.lattice.matrix, a.structure.lattice.matrix, atol=1e-6)
+    # every value and site as pymatgen reads them back (cscli writes the grid with numpy)
+    assert_allclose(b.data["total"], a.data["total"], rtol=1e-9, atol=0)
+    assert [str(x.specie) for x in b.structure] == [str(x.specie) for x in a.structure]
+    assert_allclose(b.structure.frac_coords, a.structure.frac_coords, atol=2e-6)
+    odd = io.write_chgcar(tmp_path / "odd", d.atoms, d.values[:3, :3, :3])  # 27 values: a short last line
+    assert_allclose(Chgcar.from_file(str(odd)).data["total"], a.data["total"][:3, :3, :3], rtol=1e-9)
 
 
 @pytest.mark.needs_shared
