@@ -81,7 +81,9 @@ def main():
         metavar="N",
         help="no GPAW: CPU time of predict_grid per edge-chunk size on the first --ids structure's --grid",
     )
-    ap.add_argument("--grid", nargs=3, type=int, default=[25, 27, 32], help="grid for --chunk-sizes (GPAW's for γ-Li3PS4)")
+    ap.add_argument(
+        "--grid", nargs=3, type=int, default=[25, 27, 32], help="grid for --chunk-sizes (GPAW's for γ-Li3PS4)"
+    )
     args = ap.parse_args()
     if args.finetune:
         return finetune_curve(args)
@@ -193,7 +195,6 @@ def chunk_sizes(args):
     """CPU s of ``Predictor.predict_grid`` per edge-chunk size, interleaved, median of --repeats."""
     from ase.io import read
 
-    from cscli.props.density import predict as P
     from cscli.props.density.model import Predictor, load_model
 
     refs = {a.info["id"]: a for a in read(REPO / "cscli" / "data" / "lips_reference_phases.extxyz", ":")}
@@ -208,7 +209,10 @@ def chunk_sizes(args):
             pred.predict_grid(atoms, args.grid, edge_chunk=n)
             times[n].append(time.process_time() - c0)
     for n, t in times.items():
-        print(f"{args.ids[0]} grid {'x'.join(map(str, args.grid))}: edge chunk {n:8d}: {np.median(t):.3f} CPU s", flush=True)
+        print(
+            f"{args.ids[0]} grid {'x'.join(map(str, args.grid))}: edge chunk {n:8d}: {np.median(t):.3f} CPU s",
+            flush=True,
+        )
 
 
 def _pool_index(name: str, target: str, tag: str):

@@ -336,7 +336,13 @@ def _net_class():
                     assert self.probe_tp.irreps_in2[ins.i_in2].ir.l == deg and ins.path_shape[1] == 1
                     size = int(np.prod(ins.path_shape))
                     paths.append(
-                        (slices[ins.i_in1], mul, deg, float(ins.path_weight) * float(cg[0, 0]), slice(offset, offset + size))
+                        (
+                            slices[ins.i_in1],
+                            mul,
+                            deg,
+                            float(ins.path_weight) * float(cg[0, 0]),
+                            slice(offset, offset + size),
+                        )
                     )
                     offset += size
                 self._paths = paths
