@@ -173,7 +173,10 @@ def train_cmd(
 )
 @click.option("--normalize", is_flag=True, help="Scale each density to integrate to the valence electron count.")
 @click.option(
-    "--batch", type=click.IntRange(1), default=20000, show_default=True, help="Probe points per neighbour-search batch."
+    "--batch",
+    type=click.IntRange(1),
+    default=None,
+    help="Probe–atom pairs per network call (default: 8192 on a CPU, all pairs of an atom on a GPU).",
 )
 @click.option(
     "--frames-out",

@@ -175,21 +175,36 @@ def _check_chgcar_grid(path: str) -> None:
 
 
 def write_chgcar(path, atoms, rho: np.ndarray, comment: str | None = None) -> Path:
-    """Write ρ (electrons/Å³, shape (nx,ny,nz)) as a CHGCAR (ρ·V, VASP layout) with pymatgen."""
-    from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.io.vasp.inputs import Poscar
-    from pymatgen.io.vasp.outputs import Chgcar
+    """Write ρ (electrons/Å³, shape (nx,ny,nz)) as a CHGCAR (ρ·V, VASP layout): pymatgen's header
+    layout (lattice, symbols, counts, direct coordinates), then the grid x fastest, five values
+    a line, 11 significant digits, formatted by numpy a line at a time (pymatgen's writer formats
+    value by value: 2.2 s against 0.6 s of CPU for a 72×80×96 grid)."""
+    import itertools
 
     rho = np.asarray(rho, dtype=float)
     if rho.ndim != 3:
         raise DataError(f"{path}: a CHGCAR needs a 3-D grid, got shape {rho.shape}")
-    structure = AseAtomsAdaptor.get_structure(atoms)
-    poscar = Poscar(structure, comment=comment or atoms.get_chemical_formula())
-    volume = float(abs(np.linalg.det(atoms.cell.array)))
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    volume = float(abs(np.linalg.det(cell)))
+    symbols = atoms.get_chemical_symbols()
+    groups = [(s, len(list(g))) for s, g in itertools.groupby(symbols)]
+    frac = atoms.get_scaled_positions(wrap=False) if len(atoms) else np.zeros((0, 3))
+    header = [comment or atoms.get_chemical_formula(), "   1.00000000000000"]
+    header += [f" {v[0]:12.6f}{v[1]:12.6f}{v[2]:12.6f}" for v in cell]
+    header += ["".join(f"{s:5}" for s, _ in groups), "".join(f"{n:6}" for _, n in groups), "Direct"]
+    header += [f"{a:10.6f}{b:10.6f}{c:10.6f}" for a, b, c in frac]
+    header += [" ", "   {}   {}   {}".format(*rho.shape)]
+    values = (rho * volume).ravel(order="F")  # VASP: x fastest
+    full = len(values) // 5 * 5
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    Chgcar(poscar, {"total": rho * volume}).write_file(str(tmp))
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(header) + "\n")
+        if full:
+            np.savetxt(fh, values[:full].reshape(-1, 5), fmt=" %.10E", delimiter="")
+        if full < len(values):
+            fh.write("".join(f" {v:.10E}" for v in values[full:]) + "\n")
     os.replace(tmp, path)
     return path
 

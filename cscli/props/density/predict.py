@@ -58,16 +58,10 @@ def grid_for(atoms, grid=None, spacing=None, encut: float = 520.0, prec: str = "
     return vasp_grid_shape(atoms, encut, prec)
 
 
-def predict_grid(predictor, atoms, shape, batch: int = 20000):
-    """ρ (electrons/Å³) on the VASP-convention grid ``shape`` of ``atoms``."""
-    from cscli.props.density.io import grid_points
-
-    n = int(np.prod(shape))
-    rho = np.empty(n)
-    for start in range(0, n, batch * 10):
-        idx = np.arange(start, min(n, start + batch * 10))
-        rho[idx] = predictor.predict(atoms, grid_points(atoms.cell.array, shape, idx), batch=batch)
-    return rho.reshape(shape)
+def predict_grid(predictor, atoms, shape, batch: int | None = None):
+    """ρ (electrons/Å³) on the VASP-convention grid ``shape`` of ``atoms``; ``batch``: probe–atom
+    edges per network call (:meth:`Predictor.predict_grid`)."""
+    return predictor.predict_grid(atoms, shape, edge_chunk=batch).reshape(shape)
 
 
 def predict_frames(
@@ -80,7 +74,7 @@ def predict_frames(
     encut=520.0,
     prec="Normal",
     normalize=False,
-    batch=20000,
+    batch=None,
 ):
     """A CHGCAR per frame under ``out_dir`` (``<id>.CHGCAR``); yields the annotated frames."""
     from cscli.core.models import resolve_device
@@ -176,7 +170,10 @@ def test_model(
         else:
             pts, vals = d.all_points()
         t0 = time.time()
-        p = pred.predict(d.atoms, pts)
+        if d.is_grid and not eval_points:  # every grid point, in all_points' (C) order
+            p = pred.predict_grid(d.atoms, d.values.shape)
+        else:
+            p = pred.predict(d.atoms, pts)
         err = float(np.abs(p - vals).sum())
         row = {
             "name": d.name,
