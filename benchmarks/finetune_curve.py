@@ -310,8 +310,15 @@ def main(argv=None):
         help="sevennet: fine-tune a pretrained SevenNet (--sevennet-init) for --steps batches",
     )
     ap.add_argument("--sevennet-init", default="7net-0")
-    ap.add_argument("--start-lr", type=float, default=None, help="sevennet: Adam lr (default: the backend's, sevennet.DEFAULTS: 1e-3)")
-    ap.add_argument("--batch-size", type=int, default=None, help="sevennet: frames per batch (default: the backend's 4)")
+    ap.add_argument(
+        "--start-lr",
+        type=float,
+        default=None,
+        help="sevennet: Adam lr (default: the backend's, sevennet.DEFAULTS: 1e-3)",
+    )
+    ap.add_argument(
+        "--batch-size", type=int, default=None, help="sevennet: frames per batch (default: the backend's 4)"
+    )
     ap.add_argument("--valid-frames", type=int, default=10, help="validation frames (nequip data)")
     ap.add_argument("--test-per-phase", type=int, default=4, help="lips20 test set: frames per phase")
     ap.add_argument(
