@@ -9,7 +9,8 @@
 #   CSCLI_MODEL  force field (default: cscli's default model)
 #   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12;
 #                below ~10 the 6 Å cells get 1x1x1 supercells and spurious imaginary modes: docs/qha.md)
-#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse) or N,N,N   FMAX  relaxation threshold (0.001)
+#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse), N,N,N, or supercell (the commensurate
+#                q-points only: docs/qha.md)                    FMAX  relaxation threshold (0.001)
 #   PHASES       comma list of phase names to keep, computed in the listed order (default: all 16 in
 #                the reference file's order; the elements Li, P, S are always needed and go first
 #                unless listed)
