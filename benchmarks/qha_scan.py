@@ -34,12 +34,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("work_dir")
     parser.add_argument("--scales", default="0.85:1.15:0.05", help="the columns of the table")
-    parser.add_argument("--mesh", default="20", help="phonopy mesh length or N,N,N (as cscli qha --mesh)")
+    parser.add_argument("--mesh", default="20", help="phonopy mesh length, N,N,N or supercell (as cscli qha --mesh)")
     parser.add_argument("--tol", type=float, default=0.1, help="imaginary below -tol THz")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    mesh = [int(x) for x in args.mesh.split(",")] if "," in args.mesh else float(args.mesh)
+    if args.mesh == "supercell":
+        mesh = "supercell"
+    else:
+        mesh = [int(x) for x in args.mesh.split(",")] if "," in args.mesh else float(args.mesh)
     scales = [float(s) for s in parse_grid(args.scales, "--scales")]
     temps = extended_temperatures(np.array([0.0, 300.0]))
     rows = {}

@@ -9,8 +9,11 @@
 #   CSCLI_MODEL  force field (default: cscli's default model)
 #   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12;
 #                below ~10 the 6 Å cells get 1x1x1 supercells and spurious imaginary modes: docs/qha.md)
-#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse) or N,N,N   FMAX  relaxation threshold (0.001)
-#   PHASES       comma list of phase names to keep (default: all 16; elements are always needed)
+#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse), N,N,N, or supercell (the commensurate
+#                q-points only: docs/qha.md)                    FMAX  relaxation threshold (0.001)
+#   PHASES       comma list of phase names to keep, computed in the listed order (default: all 16 in
+#                the reference file's order; the elements Li, P, S are always needed and go first
+#                unless listed)
 # Cost: see docs/qha.md (one Li3PS4 polymorph on 2 CPU cores, and what a reduced run took).
 # The run resumes: re-run the same command after a kill (per-volume force sets in OUTDIR/qha-work).
 set -euo pipefail
@@ -22,13 +25,18 @@ MODEL_ARGS=()
 REFS=$(python -c 'from cscli.core.datafiles import reference_phases_path; print(reference_phases_path())')
 
 INPUT="$REFS"
-if [[ -n "${PHASES:-}" ]]; then      # a subset (reduced runs): keep the listed phases and the elements
+if [[ -n "${PHASES:-}" ]]; then      # a subset (reduced runs): the listed phases in that order, and the elements
     INPUT="$OUT/phases.extxyz"
     python - "$REFS" "$INPUT" "$PHASES" <<'PY'
 import sys
 from cscli.core.frames import read_frames, write_frames
-keep = set(sys.argv[3].split(",")) | {"Li", "P", "S"}
-write_frames([a for a in read_frames(sys.argv[1]) if a.info["phase"] in keep], sys.argv[2])
+by_phase = {a.info["phase"]: a for a in read_frames(sys.argv[1])}
+names = [n for n in sys.argv[3].split(",") if n]
+unknown = [n for n in names if n not in by_phase]
+if unknown:
+    sys.exit(f"PHASES: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(by_phase)}")
+names = [n for n in ("Li", "P", "S") if n not in names] + list(dict.fromkeys(names))
+write_frames([by_phase[n] for n in names], sys.argv[2])
 PY
 fi
 

@@ -441,6 +441,7 @@ def test_cli_qha_bad_grids(tmp_path, cli):
         (["--temperatures", "300"], "at least two temperatures"),
         (["--scales", "1:0.9:0.01"], "LO <= HI"),
         (["--mesh", "4,4"], "three positive integers"),
+        (["--mesh", "fine"], "'supercell'"),
     ]:
         res = cli("qha", src, "-o", out, *args)
         assert res.returncode == 2, res.stderr
@@ -596,3 +597,42 @@ def test_optimizer_choice_reaches_the_same_free_energy(tmp_path):
         sort_keys=True,
     )
     assert fire.key("emt") == hashlib.sha1(before.encode()).hexdigest()[:10] != bfgs.key("emt")
+
+
+def test_supercell_mesh_sums_the_commensurate_frequencies_exactly():
+    """--mesh supercell: thermal properties over the Γ-centred q-points of the supercell, i.e. the
+    frequencies the force constants give exactly (no Fourier interpolation). Reference: phonopy's
+    frequencies at q = (i/n1, j/n2, k/n3), summed with the harmonic formula written here."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from phonopy.physical_units import get_physical_units
+
+    from cscli.props.qha import compute_volume, supercell_matrix, thermal_of
+
+    atoms = bulk("Cu", "fcc", a=3.61)
+    settings = emt_settings([0.96, 0.98, 1.0, 1.02, 1.04])
+    smatrix = supercell_matrix(atoms.cell, settings.min_length)
+    n = [int(x) for x in np.diag(smatrix)]
+    assert n == [3, 3, 3]
+    point = compute_volume(atoms, 1.0, EMT(), settings, smatrix)
+    temps = np.array([0.0, 150.0, 300.0])
+    thermal = thermal_of(point, smatrix, "supercell", temps)
+    assert thermal["mesh"] == n
+
+    phonon = point.phonon
+    qpoints = [[i / n[0], j / n[1], k / n[2]] for i in range(n[0]) for j in range(n[1]) for k in range(n[2])]
+    freqs = np.asarray(phonon.run_qpoints(qpoints).frequencies)
+    lowest = freqs.min()
+    units = get_physical_units()
+    kB = units.KB  # phonopy's Boltzmann constant (eV/K; ASE's differs in the 7th digit)
+    assert qpoints[0] == [0.0, 0.0, 0.0]
+    freqs[0, :3] = 0.0  # the acoustic modes at Γ: zero by translational invariance, left out
+    energy = freqs[freqs > 0] * units.THzToEv  # eV
+    expected = []
+    for t in temps:
+        fe = energy / 2 if t == 0 else energy / 2 + kB * t * np.log(1 - np.exp(-energy / (kB * t)))
+        expected.append(fe.sum() / len(qpoints) * units.EvTokJmol)  # kJ/mol of cells
+    assert_allclose(thermal["free_energy"], expected, rtol=1e-9)
+    assert_allclose(thermal["min_frequency"], lowest, atol=1e-9)
+    # the default interpolated mesh samples other q-points: a different sum
+    assert abs(thermal_of(point, smatrix, 20.0, temps)["free_energy"][-1] - expected[-1]) > 1e-4

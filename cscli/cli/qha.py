@@ -58,7 +58,8 @@ DEFAULT_SCALES = "0.95:1.05:0.02"
     default="20",
     show_default=True,
     metavar="L|N,N,N",
-    help="q-mesh: a length (phonopy's mesh length, Å) or three integers.",
+    help="q-mesh: a length (phonopy's mesh length, Å), three integers, or 'supercell' (the "
+    "supercell's commensurate q-points, Γ-centred: exact frequencies, coarser sampling; docs/qha.md).",
 )
 @click.option(
     "--displacement",
@@ -164,9 +165,12 @@ def command(
     )
 
     try:
-        mesh_value = [int(x) for x in mesh.split(",")] if "," in str(mesh) else float(mesh)
+        if str(mesh) == "supercell":
+            mesh_value = "supercell"
+        else:
+            mesh_value = [int(x) for x in mesh.split(",")] if "," in str(mesh) else float(mesh)
     except ValueError:
-        raise UsageError(f"--mesh {mesh!r}: a length (number) or three integers N,N,N") from None
+        raise UsageError(f"--mesh {mesh!r}: a length (number), three integers N,N,N or 'supercell'") from None
     if isinstance(mesh_value, list) and (len(mesh_value) != 3 or min(mesh_value) < 1):
         raise UsageError(f"--mesh {mesh!r}: three positive integers N,N,N")
     qset = QHASettings(

@@ -10,7 +10,9 @@ The pipeline of one frame (:func:`qha_frame`):
    already relaxed, rescaled to its volume (:func:`start_structure`: fewer optimizer steps);
 3. phonopy: a diagonal supercell whose lattice lengths are all ≥ ``min_length`` (Å), symmetry-reduced
    displacements, forces from the model, force constants, frequencies and thermal properties on a
-   q-mesh (F_ph(V, T), C_v, S per cell);
+   q-mesh (F_ph(V, T), C_v, S per cell): phonopy's mesh (a length or N,N,N, Fourier-interpolated
+   between the supercell's q-points), or ``"supercell"``: the Γ-centred mesh of the supercell's own
+   commensurate q-points, where the force constants give the frequencies exactly;
 4. every volume's lowest mesh frequency is recorded; volumes with imaginary modes (below
    ``-imaginary_tol`` THz) are dropped from the fit while at least ``min_volumes`` remain, otherwise
    the frame fails (phonopy would integrate only the real modes, silently);
@@ -336,7 +338,7 @@ class QHASettings:
     pressures: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     eos: str = "vinet"
     min_length: float = 12.0
-    mesh: tuple[int, int, int] | float = 20.0
+    mesh: tuple[int, int, int] | float | str = 20.0  # a phonopy mesh length, N,N,N, or "supercell"
     displacement: float = 0.01
     prerelax: bool = True
     prerelax_fmax: float = 0.001
@@ -388,7 +390,7 @@ class QHASettings:
             "scales": [float(s) for s in self.scales],
             "eos": self.eos,
             "min_length": self.min_length,
-            "mesh": self.mesh if isinstance(self.mesh, float) else [int(m) for m in self.mesh],
+            "mesh": self.mesh if isinstance(self.mesh, (float, str)) else [int(m) for m in self.mesh],
             "displacement": self.displacement,
             "prerelax": self.prerelax,
             "prerelax_fmax": self.prerelax_fmax,
@@ -455,6 +457,9 @@ def compute_volume(
     return VolumePoint(scale, relaxed, energy, phonon.dataset, converged, phonon)
 
 
+SUPERCELL_MESH = "supercell"
+
+
 def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> dict:
     """Frequencies and thermal properties of one volume from its force sets."""
     phonon = point.phonon
@@ -464,7 +469,11 @@ def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> d
     phonon.produce_force_constants()
     with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
         warnings.filterwarnings("ignore", message="Half-grid shift")
-        phonon.run_mesh(mesh, with_eigenvectors=False)  # phonopy's default mesh, as run_qha samples it
+        if isinstance(mesh, str) and mesh == SUPERCELL_MESH:
+            # the commensurate q-points of a diagonal supercell: exact frequencies, no interpolation
+            phonon.run_mesh([int(round(n)) for n in np.diag(smatrix)], with_eigenvectors=False, is_gamma_center=True)
+        else:
+            phonon.run_mesh(mesh, with_eigenvectors=False)  # phonopy's default mesh, as run_qha samples it
     freqs = np.asarray(phonon.mesh.frequencies)
     gamma = np.asarray(phonon.run_qpoints([[0.0, 0.0, 0.0]]).frequencies[0])  # soft modes at Gamma count too
     # The three acoustic modes at Gamma are zero by translational invariance but come out as tiny
