@@ -29,14 +29,29 @@ bash "$here/loop.sh" --out "$out" --iterations "${CSCLI_DEMO_ITERATIONS:-2}" \
     SEED=0 QUIET=-q
 
 last=$(ls -d "$out"/iter_[0-9][0-9][0-9] | tail -1)
-# Downstream, on the last iteration's S.U.N. candidates (demo-sized, documented in the README):
-# md-screen: the paper's filters, then a 0.02 ps NPT + 0.1 ps NVT run at 700 K with the fine-tuned
+# Downstream (demo-sized, documented in the README):
+# md-screen on the last iteration's candidates: the paper's filters, then a 0.02 ps NPT + 0.1 ps NVT run at 700 K with the fine-tuned
 # model (the paper: 10 + 60 ps; a 0.1 ps run measures vibrations, not conductivity: the numbers are a
-# smoke test of the chain, not σ_Li); density: the shipped Li-P-S charge-density model, one CHGCAR each.
+# smoke test of the chain, not σ_Li); density: the shipped Li-P-S charge-density model, one CHGCAR per
+# S.U.N. structure of any iteration.
 cscli md-screen "$last/sun.extxyz" --model "$last/finetune/model.pth" --min-length 0 \
     --npt-ps 0.02 --nvt-ps 0.1 --sample-fs 10 --analysis-ps 0.1 --fit-start-ps 0.02 --seed 0 \
     --plot-dir "$out/md_msd" -o "$out/md_screen.extxyz" -q
 cscli table "$out/md_screen.extxyz" -k id,reduced_formula,md_skipped,md_temperature_mean,md_sigma_li,md_kinetically_stable >&2
-cscli density predict "$last/sun.extxyz" -o "$out/density" --spacing 0.2 --normalize -q
+# the loop's S.U.N. structures (is_sun in any iteration's sun.extxyz) get a predicted density each
+python - "$out" <<'PY'
+import glob
+import sys
+
+from cscli.core.frames import read_frames, write_frames
+
+found = {a.info["id"]: a for f in sorted(glob.glob(f"{sys.argv[1]}/iter_*/sun.extxyz")) for a in read_frames(f)
+         if a.info.get("is_sun")}
+write_frames(list(found.values()), f"{sys.argv[1]}/sun_all.extxyz")
+print(f"S.U.N. structures of all iterations: {len(found)}", file=sys.stderr)
+PY
+if [[ -s "$out/sun_all.extxyz" ]]; then
+    cscli density predict "$out/sun_all.extxyz" -o "$out/density" --spacing 0.2 --normalize -q
+fi
 echo "outputs in $out/: iter_000/, iter_001/ (one folder per iteration), report/ (report.md, report.json, *.png)" >&2
 cat "$out/report/report.md" >&2
