@@ -263,7 +263,6 @@ def optimizer_option(help_text: str = "ASE optimizer of the relaxations.", defau
         type=click.Choice(OPTIMIZERS, case_sensitive=False),
         default=default,
         show_default=True,
-        callback=lambda ctx, param, value: value.upper(),
         help=help_text,
     )
 

@@ -157,6 +157,7 @@ def command(
     from cscli.core.models import load_calculator
     from cscli.core.stream import add_history, finish, run_stream
     from cscli.props.qha import (
+        SUPERCELL_MESH,
         QHASettings,
         parse_grid,
         qha_frame,
@@ -165,8 +166,8 @@ def command(
     )
 
     try:
-        if str(mesh) == "supercell":
-            mesh_value = "supercell"
+        if mesh == SUPERCELL_MESH:
+            mesh_value = SUPERCELL_MESH
         else:
             mesh_value = [int(x) for x in mesh.split(",")] if "," in str(mesh) else float(mesh)
     except ValueError:

@@ -239,8 +239,15 @@ def scaled_cell(atoms: Atoms, scale: float) -> Atoms:
     return work
 
 
+# the value of --mesh that sums over the supercell's own commensurate q-points
+SUPERCELL_MESH = "supercell"
+# ASE optimizer of every relaxation: BFGS took 2.6-5.2x less CPU than FIRE to fmax 1e-3 at the
+# same energies (benchmarks/qha_optimizer.py, docs/qha.md)
+DEFAULT_OPTIMIZER = "BFGS"
+
+
 def relax_fixed_volume(
-    atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None, optimizer: str = "BFGS"
+    atoms: Atoms, calc, fmax: float, steps: int, symprec: float | None = None, optimizer: str = DEFAULT_OPTIMIZER
 ) -> tuple[Atoms, bool]:
     """Relax ions and cell shape at constant volume (``relax_atoms`` with FrechetCellFilter,
     constant_volume=True, space group kept at ``symprec``); the result carries ``energy``."""
@@ -348,9 +355,7 @@ class QHASettings:
     min_volumes: int = MIN_VOLUMES
     batch_size: int = 1  # displaced supercells per model call where the backend batches (SevenNet)
     symprec: float | None = 1e-3  # Å; relaxations keep the space group found at this tolerance (None: off)
-    # ASE optimizer of every relaxation: BFGS took 2.6-5.2x less CPU than FIRE to fmax 1e-3 at the
-    # same energies (benchmarks/qha_optimizer.py, docs/qha.md)
-    optimizer: str = "BFGS"
+    optimizer: str = DEFAULT_OPTIMIZER
 
     def check(self) -> None:
         if len(self.scales) < self.min_volumes:
@@ -365,6 +370,8 @@ class QHASettings:
             raise UsageError("--temperatures: need at least two temperatures >= 0 K")
         if len(self.pressures) < 1:
             raise UsageError("--pressures: need at least one pressure")
+        if isinstance(self.mesh, str) and self.mesh != SUPERCELL_MESH:
+            raise UsageError(f"--mesh {self.mesh!r}: a length (number), three integers N,N,N or {SUPERCELL_MESH!r}")
 
     def key(self, model: str) -> str:
         """Hash of what the cached per-volume force sets depend on."""
@@ -457,9 +464,6 @@ def compute_volume(
     return VolumePoint(scale, relaxed, energy, phonon.dataset, converged, phonon)
 
 
-SUPERCELL_MESH = "supercell"
-
-
 def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> dict:
     """Frequencies and thermal properties of one volume from its force sets."""
     phonon = point.phonon
@@ -469,7 +473,7 @@ def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> d
     phonon.produce_force_constants()
     with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
         warnings.filterwarnings("ignore", message="Half-grid shift")
-        if isinstance(mesh, str) and mesh == SUPERCELL_MESH:
+        if isinstance(mesh, str) and mesh == SUPERCELL_MESH:  # (a numpy mesh would compare elementwise)
             # the commensurate q-points of a diagonal supercell: exact frequencies, no interpolation
             phonon.run_mesh([int(round(n)) for n in np.diag(smatrix)], with_eigenvectors=False, is_gamma_center=True)
         else:

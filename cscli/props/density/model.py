@@ -31,6 +31,7 @@ import numpy as np
 from cscli.core.errors import DataError, ModelError
 
 KIND = "cscli-density-model"
+_FAST_LAYOUT_ERROR = "density fast path: unexpected e3nn layer layout (use exact=True)"
 FORMAT_VERSION = 1
 
 # e3nn's Y_lm(−u) = _SH_CONST[lm] × _monomials(u)[lm] for l ≤ 2 (component normalisation)
@@ -332,8 +333,12 @@ def _net_class():
                     deg = ir.l
                     # e3nn's coupling of (l, l) to 0e: δ_mm' / sqrt(2l + 1) in its real basis
                     cg = o3.wigner_3j(deg, deg, 0)[:, :, 0]
-                    assert torch.allclose(cg, torch.eye(2 * deg + 1) * cg[0, 0])
-                    assert self.probe_tp.irreps_in2[ins.i_in2].ir.l == deg and ins.path_shape[1] == 1
+                    if not (
+                        torch.allclose(cg, torch.eye(2 * deg + 1) * cg[0, 0])
+                        and self.probe_tp.irreps_in2[ins.i_in2].ir.l == deg
+                        and ins.path_shape[1] == 1
+                    ):
+                        raise ModelError(_FAST_LAYOUT_ERROR)
                     size = int(np.prod(ins.path_shape))
                     paths.append(
                         (
@@ -355,7 +360,8 @@ def _net_class():
             x = self.probe_project(h)
             dtype, device = x.dtype, x.device
             radial, readout = list(self.probe_fc), list(self.readout)
-            assert len(radial) == 2 and len(readout) == 2, "fast path: one hidden layer per MLP"
+            if len(radial) != 2 or len(readout) != 2:  # the folding below assumes one hidden layer each
+                raise ModelError(_FAST_LAYOUT_ERROR)
             w1, act1, post1 = _split_layer(radial[0])
             k = w1.shape[1]
             weight = radial[1](torch.eye(k, dtype=dtype, device=device)) * post1  # (K, Σ mul × n_out)
@@ -420,7 +426,7 @@ def _net_class():
         f = getattr(act, "f", act)
         probe = torch.linspace(-3.0, 3.0, 7, dtype=w.dtype, device=w.device).unsqueeze(1).expand(7, w.shape[0])
         if not torch.allclose(layer(probe), f(probe @ w) * c, rtol=1e-5, atol=1e-6):
-            raise ModelError("density fast path: unexpected e3nn layer layout (use exact=True)")
+            raise ModelError(_FAST_LAYOUT_ERROR)
         return w, f, c
 
     def _monomials(u, lmax: int):
