@@ -30,10 +30,10 @@ bash "$here/loop.sh" --out "$out" --iterations "${CSCLI_DEMO_ITERATIONS:-2}" \
 
 last=$(ls -d "$out"/iter_[0-9][0-9][0-9] | tail -1)
 # Downstream (demo-sized, documented in the README):
-# md-screen on the last iteration's candidates: the paper's filters, then a 0.02 ps NPT + 0.1 ps NVT run at 700 K with the fine-tuned
-# model (the paper: 10 + 60 ps; a 0.1 ps run measures vibrations, not conductivity: the numbers are a
-# smoke test of the chain, not σ_Li); density: the shipped Li-P-S charge-density model, one CHGCAR per
-# S.U.N. structure of any iteration.
+# md-screen on the last iteration's candidates: the paper's filters, then a 0.02 ps NPT + 0.1 ps NVT
+# run at 700 K with the fine-tuned model (the paper: 10 + 60 ps; a 0.1 ps run measures vibrations,
+# not conductivity: the numbers are a smoke test of the chain, not σ_Li); density: the shipped
+# Li-P-S charge-density model, one CHGCAR per S.U.N. structure of any iteration.
 cscli md-screen "$last/sun.extxyz" --model "$last/finetune/model.pth" --min-length 0 \
     --npt-ps 0.02 --nvt-ps 0.1 --sample-fs 10 --analysis-ps 0.1 --fit-start-ps 0.02 --seed 0 \
     --plot-dir "$out/md_msd" -o "$out/md_screen.extxyz" -q
