@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[chgnet,sevennet,mattersim,generate,motifs,entropy,qha,md,density,test,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[chgnet,sevennet,d3,mattersim,generate,motifs,entropy,qha,md,density,test,dev]"
 	@# mattersim pulls torchvision/torchaudio, whose PyPI wheels break on the CPU torch; cscli needs neither
 	$(PIP) uninstall -y -q torchvision torchaudio || true
 	@# deepmd-kit's wheel is built for another torch: compile it against ours (PyTorch backend only)

@@ -44,3 +44,46 @@ def test_downloaded_weights_are_found_in_the_model_dir(tmp_path, monkeypatch):
     rows = {r["name"]: r for r in describe_models()}
     assert rows["mattersim-5m"]["weights"].endswith("mattersim-v1.0.0-5M.pth")
     assert rows[DEFAULT_MODEL]["default"] and rows[DEFAULT_MODEL]["available"]
+
+
+def test_d3_suffix_resolves_and_rejects_unknown_corrections():
+    spec = resolve_model("7net-mf-0:PBE+D3")
+    assert (spec.backend, spec.head, spec.name, spec.dispersion) == ("sevennet", "PBE", "7net-mf-0:PBE+d3", "d3bj")
+    assert resolve_model("7net-0").dispersion is None
+    with pytest.raises(UsageError, match=r"unknown correction '\+d4'"):
+        resolve_model("7net-0+d4")
+    with pytest.raises(UsageError, match="one dispersion correction"):
+        resolve_model("7net-0+d3+d3")
+
+
+def test_d3_adds_two_body_bj_dispersion_to_the_model():
+    """7net-0+d3 = 7net-0 + D3(BJ)-PBE without the three-body term, the latter computed here from
+    simple-dftd3's own API in atomic units (not through its ASE calculator)."""
+    import numpy as np
+    from ase.units import Bohr, Hartree
+    from dftd3.interface import DispersionModel, RationalDampingParam
+    from numpy.testing import assert_allclose
+
+    from cscli.core.datafiles import reference_phases_path
+    from cscli.core.frames import read_frames
+    from cscli.core.models import load_calculator
+
+    sulfur = next(a for a in read_frames(reference_phases_path()) if a.info["phase"] == "S")
+    with_d3, plain = sulfur.copy(), sulfur.copy()
+    with_d3.calc = load_calculator("7net-0+d3", "cpu")
+    plain.calc = load_calculator("7net-0", "cpu")
+    assert with_d3.calc.cscli_model == "7net-0+d3" and "dftd3" in with_d3.calc.cscli_model_version
+
+    model = DispersionModel(sulfur.numbers, sulfur.positions / Bohr, sulfur.cell[:] / Bohr, sulfur.pbc)
+    two_body = model.get_dispersion(RationalDampingParam(method="pbe", atm=False), grad=True)
+    three_body = model.get_dispersion(RationalDampingParam(method="pbe", atm=True), grad=False)
+    disp_energy = two_body["energy"] * Hartree
+    assert abs(three_body["energy"] * Hartree - disp_energy) > 1e-3  # the ATM term is measurable: it is off
+    assert -0.2 < disp_energy / len(sulfur) < -0.1  # eV/atom: dispersion binds the S8 crystal
+
+    assert_allclose(with_d3.get_potential_energy(), plain.get_potential_energy() + disp_energy, atol=1e-5)
+    assert_allclose(with_d3.get_forces(), plain.get_forces() - two_body["gradient"] * Hartree / Bohr, atol=1e-5)
+    virial = two_body["virial"] * Hartree / sulfur.get_volume()  # eV/Å³; ASE stress = virial / V (Voigt below)
+    disp_stress = with_d3.get_stress(voigt=False) - plain.get_stress(voigt=False)
+    assert_allclose(disp_stress, virial, atol=1e-6)
+    assert np.trace(disp_stress) > 0  # attraction: the dispersion pressure −tr(σ)/3 is negative

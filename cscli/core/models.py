@@ -17,6 +17,13 @@ Names (``cscli models`` lists them with where the weights are looked for):
                     ``dpa3:HEAD`` picks a head of the multi-task model
 ==================  ======================================================================
 
+Dispersion: ``NAME+d3`` (e.g. ``7net-0+d3``, ``mace:model.model+d3``) adds Grimme's DFT-D3 with
+Becke–Johnson damping and PBE parameters, two-body terms only (VASP's ``IVDW = 12``), computed by
+the ``dftd3`` package (simple-dftd3) and summed with the model by ASE's ``SumCalculator``. The
+shipped models are trained on PBE without dispersion, under which molecular S8 and layered P are
+barely bound (their QHA fails on imaginary modes: docs/qha.md); the recorded model name keeps the
+``+d3``.
+
 Paths: a deepmd-kit frozen model (``dp --pt freeze`` → TorchScript ``.pth``) or checkpoint
 (``.pt``), a MatterSim checkpoint, a SevenNet checkpoint, a CHGNet state file, or a MACE model
 (``.model``) are recognised from their content; ``BACKEND:PATH`` (``deepmd:``, ``mattersim:``,
@@ -29,7 +36,7 @@ import contextlib
 import os
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cscli.core.errors import ModelError, UsageError
@@ -56,6 +63,11 @@ class ModelSpec:
     name: str  # recorded in info['model']
     path: str | None = None  # weights file, when the backend needs one
     head: str | None = None  # modal / multi-task head
+    dispersion: str | None = None  # "d3bj": DFT-D3(BJ) added to the model (``NAME+d3``)
+
+
+#: ``NAME+SUFFIX`` dispersion corrections: suffix -> (damping, description)
+DISPERSION_SUFFIXES = {"d3": "d3bj"}
 
 
 def model_dirs() -> list[Path]:
@@ -94,6 +106,17 @@ def resolve_device(device: str = "auto") -> str:
 def resolve_model(name_or_path: str | None = None) -> ModelSpec:
     """Turn a model name or path into a ModelSpec without importing any backend."""
     text = (name_or_path or DEFAULT_MODEL).strip()
+    base_text, plus, suffix = text.rpartition("+")
+    if plus and not Path(text).exists():
+        if suffix.lower() not in DISPERSION_SUFFIXES:
+            raise UsageError(
+                f"model {text!r}: unknown correction '+{suffix}'; available: "
+                + ", ".join(f"+{k}" for k in DISPERSION_SUFFIXES)
+            )
+        spec = resolve_model(base_text)
+        if spec.dispersion:
+            raise UsageError(f"model {text!r}: one dispersion correction at most")
+        return replace(spec, name=f"{spec.name}+{suffix.lower()}", dispersion=DISPERSION_SUFFIXES[suffix.lower()])
     backend, _, rest = text.partition(":")
     if backend in BACKENDS and rest:
         return _spec_for_path(rest, backend)
@@ -201,7 +224,9 @@ def load_calculator(name_or_path: str | None = None, device: str = "auto"):
     dev = resolve_device(device)
     try:
         with _quiet_stdout():
-            calc = _LOADERS[spec.backend](spec, dev)
+            # the backend loads the model under its own name, without the "+d3" suffix
+            base = replace(spec, name=spec.name.rsplit("+", 1)[0], dispersion=None) if spec.dispersion else spec
+            calc = _LOADERS[spec.backend](base, dev)
     except ImportError as exc:
         raise ModelError(
             f"{spec.name}: backend {spec.backend!r} is not installed ({exc}); install the cscli[{spec.backend}] extra"
@@ -211,9 +236,24 @@ def load_calculator(name_or_path: str | None = None, device: str = "auto"):
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"{spec.name}: cannot load model: {first}") from None
+    version = backend_version(spec.backend)
+    if spec.dispersion:
+        calc = add_dispersion(calc, spec.dispersion)
+        version += f", {backend_version('dftd3')}"
     calc.cscli_model = spec.name
-    calc.cscli_model_version = backend_version(spec.backend)
+    calc.cscli_model_version = version
     return calc
+
+
+def add_dispersion(calc, damping: str = "d3bj"):
+    """``calc`` plus DFT-D3 (PBE parameters, ``damping``, no three-body term) as one ASE calculator."""
+    try:
+        from dftd3.ase import DFTD3
+    except ImportError as exc:
+        raise ModelError(f"+d3: the dftd3 package is not installed ({exc}); pip install dftd3") from None
+    from ase.calculators.mixing import SumCalculator
+
+    return SumCalculator([calc, DFTD3(method="PBE", damping=damping)])
 
 
 def backend_version(backend: str) -> str:
