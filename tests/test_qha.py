@@ -636,3 +636,82 @@ def test_supercell_mesh_sums_the_commensurate_frequencies_exactly():
     assert_allclose(thermal["min_frequency"], lowest, atol=1e-9)
     # the default interpolated mesh samples other q-points: a different sum
     assert abs(thermal_of(point, smatrix, 20.0, temps)["free_energy"][-1] - expected[-1]) > 1e-4
+
+
+def _rattler_cell():
+    """CsCl-type AuCu with an oversized cage (a = 3.5 Å): in EMT the Cu at the body centre sits on a
+    saddle held by the Pm-3m symmetry, an off-centring optical mode at Γ is imaginary (-3.1 THz)."""
+    from ase import Atoms
+
+    atoms = Atoms("AuCu", cell=np.eye(3) * 3.5, scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], pbc=True)
+    atoms.info["id"] = "rattler"
+    return atoms
+
+
+def test_gamma_modes_equal_the_direct_mass_weighted_hessian():
+    """Γ frequencies from phonopy (the cell as its own supercell) against the Hessian of the periodic
+    cell by central differences of EMT forces, mass-weighted and diagonalised here."""
+    from ase.calculators.emt import EMT
+    from ase.units import _amu, _e
+
+    from cscli.props.qha import QHASettings, gamma_modes
+
+    atoms = _rattler_cell()
+    atoms.calc = EMT()
+    n, step = len(atoms), 1e-3
+    hessian = np.zeros((3 * n, 3 * n))
+    for i in range(3 * n):
+        shifted = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.calc = EMT()
+            moved.positions[i // 3, i % 3] += sign * step
+            shifted.append(moved.get_forces().ravel())
+        hessian[i] = -(shifted[0] - shifted[1]) / (2 * step)
+    hessian = (hessian + hessian.T) / 2
+    inv_sqrt_m = np.repeat(1 / np.sqrt(atoms.get_masses()), 3)
+    eig = np.linalg.eigvalsh(hessian * np.outer(inv_sqrt_m, inv_sqrt_m))  # eV/Å²/amu
+    thz = np.sign(eig) * np.sqrt(np.abs(eig) * _e / _amu) * 1e10 / (2 * np.pi) / 1e12
+    optical = np.sort(thz[np.argsort(np.abs(thz))[3:]])  # the three translations are the zero ones
+    freqs, patterns = gamma_modes(atoms, EMT(), QHASettings())
+    assert_allclose(freqs, optical, atol=2e-3)
+    assert freqs[0] < -3.0  # the off-centring mode
+    assert_allclose(np.abs(patterns).reshape(len(freqs), -1).max(axis=1), 1.0)
+
+
+def test_follow_soft_modes_rescues_a_gamma_saddle(tmp_path):
+    """Without --follow-soft-modes the rattler fails (imaginary at every volume); with it, a0 leaves
+    Pm-3m along the Γ mode, drops in energy and is dynamically stable at Γ (the only q of a 1×1×1
+    supercell with --mesh supercell); a second run reads the followed structure back."""
+    from ase.calculators.emt import EMT
+
+    from cscli.core.errors import FrameError
+    from cscli.props.qha import QHASettings, gamma_modes, qha_frame, qha_info
+
+    common = dict(
+        prerelax=False,
+        min_length=1.0,
+        mesh="supercell",
+        scales=(0.98, 0.99, 1.0, 1.01, 1.02),
+        temperatures=(0.0, 100.0, 200.0, 300.0),
+        pressures=(0.0,),
+    )
+    with pytest.raises(FrameError, match="imaginary modes at 5 of 5 volumes.*--follow-soft-modes"):
+        qha_frame(_rattler_cell(), EMT(), QHASettings(**common), work_dir=tmp_path)
+    settings = QHASettings(follow_soft_modes=True, **common)
+    result = qha_frame(_rattler_cell(), EMT(), settings, work_dir=tmp_path)
+    info = qha_info(result)
+    (followed,) = json.loads(info["qha_soft_modes"])
+    assert followed["frequency"] < -3.0 and followed["energy_change"] < -10  # meV/atom
+    assert followed["spacegroup_before"] == "Pm-3m (221)" and followed["spacegroup_after"] != "Pm-3m (221)"
+    assert info["qha_imaginary"] is False and info["qha_scales_used"] == [0.98, 0.99, 1.0, 1.01, 1.02]
+    assert gamma_modes(result.atoms0, EMT(), settings)[0][0] > 0.1
+    [cache] = [p for p in tmp_path.iterdir() if (p / "soft-modes.json").is_file()]
+    assert len(list((cache / "soft-mode").glob("scale-*.json"))) == 5
+
+    class NoCalls(EMT):
+        def calculate(self, *args, **kwargs):
+            raise AssertionError("a resumed frame must not call the model")
+
+    again = qha_frame(_rattler_cell(), NoCalls(), settings, work_dir=tmp_path)
+    assert_allclose(again.fit.gibbs, result.fit.gibbs, rtol=0, atol=1e-12)

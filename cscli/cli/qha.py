@@ -92,6 +92,13 @@ DEFAULT_SCALES = "0.95:1.05:0.02"
     help="Relaxations keep the space group found at this tolerance (Å; refine_symmetry + FixSymmetry); 0 = off.",
 )
 @click.option(
+    "--follow-soft-modes",
+    is_flag=True,
+    help="After the pre-relaxation, compute Γ phonons of the cell and relax it along any imaginary optical "
+    "mode, without the symmetry constraint, to the model's lower-symmetry minimum (a structure held on a "
+    "saddle by its space group otherwise fails on imaginary modes); recorded in qha_soft_modes.",
+)
+@click.option(
     "--imaginary-tol",
     type=click.FloatRange(0),
     default=0.1,
@@ -128,6 +135,7 @@ def command(
     steps,
     optimizer,
     symprec,
+    follow_soft_modes,
     imaginary_tol,
     batch_size,
     work_dir,
@@ -190,6 +198,7 @@ def command(
         batch_size=batch_size,
         symprec=symprec or None,
         optimizer=optimizer,
+        follow_soft_modes=follow_soft_modes,
     )
     qset.check()  # bad grids fail before the model loads
     if work_dir is None and settings.output != "-":

@@ -74,7 +74,9 @@ qha (``cscli qha``; 2-D arrays are indexed [temperature][pressure], JSON text in
     modes); ``qha_imaginary`` bool, some volume had imaginary modes; ``qha_fit_ok`` (T × p bools:
     the EOS minimum is backed by the computed volumes; ``hull --at`` refuses the others);
     ``qha_eos``, ``qha_supercell``
-    (diagonal multiples), ``qha_mesh``; ``qha_settings`` (JSON string: settings, model, backend and
+    (diagonal multiples), ``qha_mesh``; ``qha_soft_modes`` (``--follow-soft-modes`` only; JSON list,
+    one record per imaginary Γ mode followed: ``frequency`` THz, ``energy_change`` meV/atom,
+    ``spacegroup_before``, ``spacegroup_after``; ``[]`` when a0 was stable at Γ); ``qha_settings`` (JSON string: settings, model, backend and
     phonopy versions); ``model``
 hull --at T,p
     ``hull_condition``  what the hull used: ``E(0 K)`` or ``G(300 K, 2 GPa)``

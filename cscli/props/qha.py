@@ -356,6 +356,9 @@ class QHASettings:
     batch_size: int = 1  # displaced supercells per model call where the backend batches (SevenNet)
     symprec: float | None = 1e-3  # Å; relaxations keep the space group found at this tolerance (None: off)
     optimizer: str = DEFAULT_OPTIMIZER
+    # follow imaginary optical modes at Gamma of the pre-relaxed cell to a lower-symmetry minimum
+    # (not in the cache key: the followed structure is cached in its own subfolder, see qha_frame)
+    follow_soft_modes: bool = False
 
     def check(self) -> None:
         if len(self.scales) < self.min_volumes:
@@ -407,6 +410,7 @@ class QHASettings:
             "min_volumes": self.min_volumes,
             "symprec": self.symprec,
             "optimizer": self.optimizer,
+            "follow_soft_modes": self.follow_soft_modes,
         }
 
 
@@ -550,6 +554,93 @@ def frame_cache_dir(work_dir: str | os.PathLike, atoms: Atoms, settings: QHASett
     return Path(work_dir) / f"{safe}-{digest}"
 
 
+# ----------------------------------------------------------------------------- soft modes at Gamma
+
+SOFT_MODE_AMPLITUDE = 0.05  # Å: largest atomic displacement along a followed mode
+SOFT_MODE_ROUNDS = 3  # modes followed at most, one after another
+
+
+def gamma_modes(atoms: Atoms, calc, settings: QHASettings) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (THz, ascending) and atomic displacement patterns (n_modes, n_atoms, 3; each
+    scaled to a largest displacement of 1 Å) at Γ, with the three acoustic modes removed.
+
+    The force constants come from the cell itself as the supercell: at Γ they are exact however
+    far the model's interactions reach (the periodic images all move together)."""
+    phonon = phonopy_for(atoms, np.eye(3, dtype=int), settings.displacement)
+    structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
+    phonon.forces = np.array(evaluate_forces(calc, structures, settings.batch_size))
+    phonon.produce_force_constants()
+    gamma = phonon.run_qpoints([[0.0, 0.0, 0.0]], with_eigenvectors=True)
+    freqs, vecs = gamma.frequencies[0], gamma.eigenvectors[0]
+    masses = np.asarray(phonon.primitive.masses)
+    n = len(masses)
+    patterns = (vecs.T.real.reshape(3 * n, n, 3)) / np.sqrt(masses)[None, :, None]  # u_i = e_i / sqrt(m_i)
+    # acoustic modes: the three whose mass-weighted eigenvectors overlap most with rigid translations
+    translations = np.zeros((3, 3 * n))
+    for axis in range(3):
+        translations[axis, axis::3] = np.sqrt(masses)
+    translations /= np.linalg.norm(translations, axis=1, keepdims=True)
+    overlap = (np.abs(translations @ vecs) ** 2).sum(axis=0)
+    optical = np.sort(np.argsort(overlap)[:-3])
+    scale = np.abs(patterns[optical]).reshape(len(optical), -1).max(axis=1)
+    return np.asarray(freqs)[optical], patterns[optical] / scale[:, None, None]
+
+
+def follow_soft_modes(atoms0: Atoms, calc, settings: QHASettings, fid: str = "frame") -> tuple[Atoms, list[dict]]:
+    """Relax ``atoms0`` out of saddle points along its imaginary optical modes at Γ.
+
+    A structure whose space group the relaxations keep (``--symprec``) can sit on a saddle of the
+    model: forces vanish by symmetry while an optical mode at Γ is imaginary (seen: monoclinic S8
+    with 7net-0+d3). While the lowest optical Γ frequency is below ``-imaginary_tol``, the atoms
+    are displaced along that mode (largest displacement ``SOFT_MODE_AMPLITUDE``) and relaxed
+    again without the symmetry constraint, at most ``SOFT_MODE_ROUNDS`` times; the later
+    relaxations keep the lower space group found at ``--symprec``. Returns the structure and one
+    record per followed mode (frequency in THz, energy change in meV/atom, space groups)."""
+    from ase.spacegroup.symmetrize import check_symmetry
+
+    from cscli.explore.relax import relax_atoms
+
+    def spacegroup(atoms):
+        found = check_symmetry(atoms, symprec=settings.symprec or 1e-3)
+        return f"{found.international} ({found.number})" if found else "P1 (1)"
+
+    rounds: list[dict] = []
+    current = atoms0
+    for _ in range(SOFT_MODE_ROUNDS + 1):
+        freqs, patterns = gamma_modes(current, calc, settings)
+        if freqs[0] >= -settings.imaginary_tol:
+            break
+        if len(rounds) == SOFT_MODE_ROUNDS:
+            log.warning(f"frame {fid}: still an imaginary Γ mode ({freqs[0]:.2f} THz) after {SOFT_MODE_ROUNDS} rounds")
+            break
+        displaced = current.copy()
+        displaced.positions += SOFT_MODE_AMPLITUDE * patterns[0]
+        relaxed = relax_atoms(
+            displaced,
+            calc,
+            fmax=settings.prerelax_fmax,
+            steps=settings.steps,
+            optimizer=settings.optimizer,
+            fix_cell=not settings.prerelax,  # without a pre-relaxation the input cell stays
+        )
+        if not relaxed.info.get("relax_converged"):
+            log.warning(f"frame {fid}: relaxation along the soft mode not converged in {settings.steps} steps")
+        change = (potential_energy(relaxed, calc) - potential_energy(current, calc)) / len(current)
+        record = {
+            "frequency": float(freqs[0]),
+            "energy_change": 1e3 * change,
+            "spacegroup_before": spacegroup(current),
+            "spacegroup_after": spacegroup(relaxed),
+        }
+        log.info(
+            f"frame {fid}: followed the imaginary Γ mode at {freqs[0]:.2f} THz: {record['spacegroup_before']} -> "
+            f"{record['spacegroup_after']}, {record['energy_change']:+.3f} meV/atom"
+        )
+        rounds.append(record)
+        current = _atoms_from_json(_atoms_to_json(relaxed))
+    return current, rounds
+
+
 # ----------------------------------------------------------------------------- one frame
 
 
@@ -566,6 +657,7 @@ class FrameQHA:
     mesh: list[int]
     atoms0: Atoms
     fit_ok: np.ndarray | None = None  # (nP, nT) bool: the EOS minimum is backed by the computed volumes
+    soft_modes: list[dict] | None = None  # Γ modes followed (follow_soft_modes), None when not checked
 
 
 def qha_frame(
@@ -604,6 +696,23 @@ def qha_frame(
         atoms0 = _atoms_from_json(_atoms_to_json(atoms0))  # a bare copy: no info, no calculator
         if start_file is not None:
             _atomic_write(start_file, _atoms_to_json(atoms0))
+    soft_modes = None
+    if settings.follow_soft_modes:
+        # cached as soft-modes.json; a changed structure gets its own subfolder for the volumes, so
+        # the volumes of a Γ-stable a0 are shared with runs without the option
+        soft_file = cache / "soft-modes.json" if cache is not None else None
+        if soft_file is not None and soft_file.is_file():
+            saved = json.loads(soft_file.read_text())
+            soft_modes, followed = saved["rounds"], _atoms_from_json(saved["atoms"])
+        else:
+            followed, soft_modes = follow_soft_modes(atoms0, calc, settings, fid)
+            if soft_file is not None:
+                _atomic_write(soft_file, {"rounds": soft_modes, "atoms": _atoms_to_json(followed)})
+        if soft_modes:
+            atoms0 = followed
+            if cache is not None:
+                cache = cache / "soft-mode"
+                cache.mkdir(exist_ok=True)
     smatrix = supercell_matrix(atoms0.cell, settings.min_length)
     t_req = np.asarray(settings.temperatures, dtype=float)
     t_grid = extended_temperatures(t_req)
@@ -639,6 +748,7 @@ def qha_frame(
                 f"imaginary modes at {len(unstable)} of {len(points)} volumes (lowest {lowest:.2f} THz, "
                 f"scales {', '.join(f'{s:g}' for s in unstable)}): only {len(keep)} stable volumes "
                 f"remain, the fit needs {settings.min_volumes}"
+                + ("" if settings.follow_soft_modes else "; --follow-soft-modes relaxes a0 out of Γ saddle points")
             )
         log.warning(
             f"frame {fid}: imaginary modes at scales {', '.join(f'{s:g}' for s in unstable)} (lowest "
@@ -685,6 +795,7 @@ def qha_frame(
         mesh=thermals[0]["mesh"],
         atoms0=atoms0,
         fit_ok=fit_ok,
+        soft_modes=soft_modes,
     )
 
 
@@ -718,6 +829,7 @@ def qha_info(result: FrameQHA) -> dict:
         "qha_eos": fit.eos,
         "qha_supercell": result.supercell,
         "qha_mesh": result.mesh,
+        **({"qha_soft_modes": json.dumps(result.soft_modes)} if result.soft_modes is not None else {}),
     }
 
 
