@@ -654,7 +654,7 @@ def test_gamma_modes_equal_the_direct_mass_weighted_hessian():
     from ase.calculators.emt import EMT
     from ase.units import _amu, _e
 
-    from cscli.props.qha import QHASettings, gamma_modes
+    from cscli.props.qha import evaluate_forces, gamma_modes, phonopy_for, to_ase_atoms
 
     atoms = _rattler_cell()
     atoms.calc = EMT()
@@ -673,26 +673,30 @@ def test_gamma_modes_equal_the_direct_mass_weighted_hessian():
     eig = np.linalg.eigvalsh(hessian * np.outer(inv_sqrt_m, inv_sqrt_m))  # eV/Å²/amu
     thz = np.sign(eig) * np.sqrt(np.abs(eig) * _e / _amu) * 1e10 / (2 * np.pi) / 1e12
     optical = np.sort(thz[np.argsort(np.abs(thz))[3:]])  # the three translations are the zero ones
-    freqs, patterns = gamma_modes(atoms, EMT(), QHASettings())
+    phonon = phonopy_for(atoms, np.eye(3, dtype=int), displacement=0.01)  # the cell as its own supercell
+    phonon.forces = evaluate_forces(EMT(), [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements])
+    phonon.produce_force_constants()
+    freqs, patterns = gamma_modes(phonon)
     assert_allclose(freqs, optical, atol=2e-3)
     assert freqs[0] < -3.0  # the off-centring mode
     assert_allclose(np.abs(patterns).reshape(len(freqs), -1).max(axis=1), 1.0)
 
 
 def test_follow_soft_modes_rescues_a_gamma_saddle(tmp_path):
-    """Without --follow-soft-modes the rattler fails (imaginary at every volume); with it, a0 leaves
-    Pm-3m along the Γ mode, drops in energy and is dynamically stable at Γ (the only q of a 1×1×1
-    supercell with --mesh supercell); a second run reads the followed structure back."""
+    """Without --follow-soft-modes the rattler fails (imaginary at every volume); with it, every
+    volume leaves Pm-3m along its Γ mode, drops in energy and is dynamically stable at Γ (the only
+    q of a 1×1×1 supercell with --mesh supercell); a second run reads the followed volumes back."""
     from ase.calculators.emt import EMT
 
     from cscli.core.errors import FrameError
-    from cscli.props.qha import QHASettings, gamma_modes, qha_frame, qha_info
+    from cscli.props.qha import QHASettings, qha_frame, qha_info
 
+    scales = (0.98, 0.99, 1.0, 1.01, 1.02)
     common = dict(
         prerelax=False,
         min_length=1.0,
         mesh="supercell",
-        scales=(0.98, 0.99, 1.0, 1.01, 1.02),
+        scales=scales,
         temperatures=(0.0, 100.0, 200.0, 300.0),
         pressures=(0.0,),
     )
@@ -701,13 +705,18 @@ def test_follow_soft_modes_rescues_a_gamma_saddle(tmp_path):
     settings = QHASettings(follow_soft_modes=True, **common)
     result = qha_frame(_rattler_cell(), EMT(), settings, work_dir=tmp_path)
     info = qha_info(result)
-    (followed,) = json.loads(info["qha_soft_modes"])
-    assert followed["frequency"] < -3.0 and followed["energy_change"] < -10  # meV/atom
-    assert followed["spacegroup_before"] == "Pm-3m (221)" and followed["spacegroup_after"] != "Pm-3m (221)"
-    assert info["qha_imaginary"] is False and info["qha_scales_used"] == [0.98, 0.99, 1.0, 1.01, 1.02]
-    assert gamma_modes(result.atoms0, EMT(), settings)[0][0] > 0.1
-    [cache] = [p for p in tmp_path.iterdir() if (p / "soft-modes.json").is_file()]
-    assert len(list((cache / "soft-mode").glob("scale-*.json"))) == 5
+    followed = json.loads(info["qha_soft_modes"])
+    assert sorted({r["scale"] for r in followed}) == list(scales)
+    first = [next(r for r in followed if r["scale"] == s) for s in scales]  # the Pm-3m saddle at each volume
+    assert all(r["frequency"] < -2.5 and r["energy_change"] < -10 for r in first)  # THz, meV/atom
+    assert all(r["spacegroup_before"] == "Pm-3m (221)" != r["spacegroup_after"] for r in first)
+    assert info["qha_imaginary"] is False and info["qha_scales_used"] == list(scales)
+    assert min(info["qha_min_frequency"]) > -1e-3  # the acoustic zeros at Γ; every optical mode real
+    # the followed volumes are lower in energy than the saddles the no-follow run cached
+    [cache] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    for s in scales:
+        saddle = json.loads((cache / f"scale-{s:.4f}.json").read_text())["energy"]
+        assert result.energies[s] < saddle - 0.02
 
     class NoCalls(EMT):
         def calculate(self, *args, **kwargs):

@@ -75,8 +75,8 @@ qha (``cscli qha``; 2-D arrays are indexed [temperature][pressure], JSON text in
     the EOS minimum is backed by the computed volumes; ``hull --at`` refuses the others);
     ``qha_eos``, ``qha_supercell``
     (diagonal multiples), ``qha_mesh``; ``qha_soft_modes`` (``--follow-soft-modes`` only; JSON list,
-    one record per imaginary Γ mode followed: ``frequency`` THz, ``energy_change`` meV/atom,
-    ``spacegroup_before``, ``spacegroup_after``; ``[]`` when a0 was stable at Γ); ``qha_settings`` (JSON string: settings, model, backend and
+    one record per imaginary Γ mode followed: ``scale``, ``frequency`` THz, ``energy_change``
+    meV/atom at that volume, ``spacegroup_before``, ``spacegroup_after``; ``[]`` when none was); ``qha_settings`` (JSON string: settings, model, backend and
     phonopy versions); ``model``
 hull --at T,p
     ``hull_condition``  what the hull used: ``E(0 K)`` or ``G(300 K, 2 GPa)``

@@ -356,8 +356,8 @@ class QHASettings:
     batch_size: int = 1  # displaced supercells per model call where the backend batches (SevenNet)
     symprec: float | None = 1e-3  # Å; relaxations keep the space group found at this tolerance (None: off)
     optimizer: str = DEFAULT_OPTIMIZER
-    # follow imaginary optical modes at Gamma of the pre-relaxed cell to a lower-symmetry minimum
-    # (not in the cache key: the followed structure is cached in its own subfolder, see qha_frame)
+    # follow imaginary optical modes at Gamma of a volume to a lower-symmetry minimum (not in the
+    # cache key: followed volumes are cached beside the others as scale-S-soft.json, see qha_frame)
     follow_soft_modes: bool = False
 
     def check(self) -> None:
@@ -468,12 +468,18 @@ def compute_volume(
     return VolumePoint(scale, relaxed, energy, phonon.dataset, converged, phonon)
 
 
+def _phonon_of(point: VolumePoint, smatrix):
+    """The phonopy object of a cached volume (its displacement dataset with forces)."""
+    phonon = phonopy_for(point.atoms, smatrix)
+    phonon.dataset = point.dataset
+    return phonon
+
+
 def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> dict:
     """Frequencies and thermal properties of one volume from its force sets."""
+    if point.phonon is None:  # read back from the cache
+        point.phonon = _phonon_of(point, smatrix)
     phonon = point.phonon
-    if phonon is None:  # read back from the cache
-        phonon = phonopy_for(point.atoms, smatrix)
-        phonon.dataset = point.dataset
     phonon.produce_force_constants()
     with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
         warnings.filterwarnings("ignore", message="Half-grid shift")
@@ -557,87 +563,84 @@ def frame_cache_dir(work_dir: str | os.PathLike, atoms: Atoms, settings: QHASett
 # ----------------------------------------------------------------------------- soft modes at Gamma
 
 SOFT_MODE_AMPLITUDE = 0.05  # Å: largest atomic displacement along a followed mode
-SOFT_MODE_ROUNDS = 3  # modes followed at most, one after another
+SOFT_MODE_ROUNDS = 3  # modes followed at most per volume, one after another
 
 
-def gamma_modes(atoms: Atoms, calc, settings: QHASettings) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies (THz, ascending) and atomic displacement patterns (n_modes, n_atoms, 3; each
-    scaled to a largest displacement of 1 Å) at Γ, with the three acoustic modes removed.
+def gamma_modes(phonon) -> tuple[np.ndarray, np.ndarray]:
+    """Optical frequencies (THz, ascending) and atomic displacement patterns (n_modes, n_atoms, 3;
+    each scaled to a largest displacement of 1 Å) at Γ of a phonopy object with force constants.
 
-    The force constants come from the cell itself as the supercell: at Γ they are exact however
-    far the model's interactions reach (the periodic images all move together)."""
-    phonon = phonopy_for(atoms, np.eye(3, dtype=int), settings.displacement)
-    structures = [to_ase_atoms(sc) for sc in phonon.supercells_with_displacements]
-    phonon.forces = np.array(evaluate_forces(calc, structures, settings.batch_size))
-    phonon.produce_force_constants()
+    Γ is exact with any supercell, the cell itself included (the periodic images move together)."""
     gamma = phonon.run_qpoints([[0.0, 0.0, 0.0]], with_eigenvectors=True)
-    freqs, vecs = gamma.frequencies[0], gamma.eigenvectors[0]
+    freqs, vecs = np.asarray(gamma.frequencies[0]), np.asarray(gamma.eigenvectors[0])
     masses = np.asarray(phonon.primitive.masses)
     n = len(masses)
-    patterns = (vecs.T.real.reshape(3 * n, n, 3)) / np.sqrt(masses)[None, :, None]  # u_i = e_i / sqrt(m_i)
-    # acoustic modes: the three whose mass-weighted eigenvectors overlap most with rigid translations
+    patterns = vecs.T.real.reshape(3 * n, n, 3) / np.sqrt(masses)[None, :, None]  # u_i = e_i / sqrt(m_i)
+    # the acoustic modes: the three whose eigenvectors overlap most with rigid translations
     translations = np.zeros((3, 3 * n))
     for axis in range(3):
         translations[axis, axis::3] = np.sqrt(masses)
     translations /= np.linalg.norm(translations, axis=1, keepdims=True)
     overlap = (np.abs(translations @ vecs) ** 2).sum(axis=0)
     optical = np.sort(np.argsort(overlap)[:-3])
-    scale = np.abs(patterns[optical]).reshape(len(optical), -1).max(axis=1)
-    return np.asarray(freqs)[optical], patterns[optical] / scale[:, None, None]
+    largest = np.abs(patterns[optical]).reshape(len(optical), -1).max(axis=1)
+    return freqs[optical], patterns[optical] / largest[:, None, None]
 
 
-def follow_soft_modes(atoms0: Atoms, calc, settings: QHASettings, fid: str = "frame") -> tuple[Atoms, list[dict]]:
-    """Relax ``atoms0`` out of saddle points along its imaginary optical modes at Γ.
-
-    A structure whose space group the relaxations keep (``--symprec``) can sit on a saddle of the
-    model: forces vanish by symmetry while an optical mode at Γ is imaginary (seen: monoclinic S8
-    with 7net-0+d3). While the lowest optical Γ frequency is below ``-imaginary_tol``, the atoms
-    are displaced along that mode (largest displacement ``SOFT_MODE_AMPLITUDE``) and relaxed
-    again without the symmetry constraint, at most ``SOFT_MODE_ROUNDS`` times; the later
-    relaxations keep the lower space group found at ``--symprec``. Returns the structure and one
-    record per followed mode (frequency in THz, energy change in meV/atom, space groups)."""
+def _spacegroup(atoms: Atoms, symprec: float | None) -> str:
     from ase.spacegroup.symmetrize import check_symmetry
 
-    from cscli.explore.relax import relax_atoms
+    found = check_symmetry(atoms, symprec=symprec or 1e-3)
+    return f"{found.international} ({found.number})" if found else "P1 (1)"
 
-    def spacegroup(atoms):
-        found = check_symmetry(atoms, symprec=settings.symprec or 1e-3)
-        return f"{found.international} ({found.number})" if found else "P1 (1)"
 
+def follow_soft_modes(
+    point: VolumePoint, atoms0: Atoms, calc, settings: QHASettings, smatrix, fid: str = "frame"
+) -> tuple[VolumePoint, list[dict]]:
+    """Relax one volume out of a saddle point along its imaginary optical modes at Γ.
+
+    The fixed-volume relaxations keep the space group (``--symprec``), so a structure can sit on a
+    saddle of the model: forces vanish by symmetry while an optical mode at Γ is imaginary (seen:
+    monoclinic S8 with 7net-0+d3 at 0.99 and 1.01 of its lattice). While the lowest optical Γ
+    frequency (from the volume's own force constants, exact at Γ) is below ``-imaginary_tol``, the
+    relaxed cell is displaced along that mode (largest displacement ``SOFT_MODE_AMPLITUDE``) and
+    the volume is computed again from there: the relaxation keeps the lower space group of the
+    displaced cell (the mode's isotropy subgroup), and its phonons are recomputed. At most
+    ``SOFT_MODE_ROUNDS`` rounds. Imaginary modes away from Γ are not followed (the volume is then
+    dropped as usual). Returns the final point and one record per followed mode."""
     rounds: list[dict] = []
-    current = atoms0
-    for _ in range(SOFT_MODE_ROUNDS + 1):
-        freqs, patterns = gamma_modes(current, calc, settings)
+    current = point
+    while True:
+        if current.phonon is None:
+            current.phonon = _phonon_of(current, smatrix)
+        phonon = current.phonon
+        phonon.produce_force_constants()
+        freqs, patterns = gamma_modes(phonon)
         if freqs[0] >= -settings.imaginary_tol:
             break
         if len(rounds) == SOFT_MODE_ROUNDS:
-            log.warning(f"frame {fid}: still an imaginary Γ mode ({freqs[0]:.2f} THz) after {SOFT_MODE_ROUNDS} rounds")
+            log.warning(
+                f"frame {fid}: scale {point.scale:.4f} still has an imaginary Γ mode ({freqs[0]:.2f} THz) "
+                f"after {SOFT_MODE_ROUNDS} followed modes"
+            )
             break
-        displaced = current.copy()
+        displaced = current.atoms.copy()
+        displaced.info = {}
         displaced.positions += SOFT_MODE_AMPLITUDE * patterns[0]
-        relaxed = relax_atoms(
-            displaced,
-            calc,
-            fmax=settings.prerelax_fmax,
-            steps=settings.steps,
-            optimizer=settings.optimizer,
-            fix_cell=not settings.prerelax,  # without a pre-relaxation the input cell stays
-        )
-        if not relaxed.info.get("relax_converged"):
-            log.warning(f"frame {fid}: relaxation along the soft mode not converged in {settings.steps} steps")
-        change = (potential_energy(relaxed, calc) - potential_energy(current, calc)) / len(current)
+        followed = compute_volume(atoms0, point.scale, calc, settings, smatrix, start=displaced)
         record = {
+            "scale": float(point.scale),
             "frequency": float(freqs[0]),
-            "energy_change": 1e3 * change,
-            "spacegroup_before": spacegroup(current),
-            "spacegroup_after": spacegroup(relaxed),
+            "energy_change": 1e3 * (followed.energy - current.energy) / len(current.atoms),
+            "spacegroup_before": _spacegroup(current.atoms, settings.symprec),
+            "spacegroup_after": _spacegroup(followed.atoms, settings.symprec),
         }
         log.info(
-            f"frame {fid}: followed the imaginary Γ mode at {freqs[0]:.2f} THz: {record['spacegroup_before']} -> "
-            f"{record['spacegroup_after']}, {record['energy_change']:+.3f} meV/atom"
+            f"frame {fid}: scale {point.scale:.4f}: followed the imaginary Γ mode at {freqs[0]:.2f} THz, "
+            f"{record['spacegroup_before']} -> {record['spacegroup_after']}, {record['energy_change']:+.4f} meV/atom"
         )
         rounds.append(record)
-        current = _atoms_from_json(_atoms_to_json(relaxed))
+        current = followed
     return current, rounds
 
 
@@ -696,27 +699,12 @@ def qha_frame(
         atoms0 = _atoms_from_json(_atoms_to_json(atoms0))  # a bare copy: no info, no calculator
         if start_file is not None:
             _atomic_write(start_file, _atoms_to_json(atoms0))
-    soft_modes = None
-    if settings.follow_soft_modes:
-        # cached as soft-modes.json; a changed structure gets its own subfolder for the volumes, so
-        # the volumes of a Γ-stable a0 are shared with runs without the option
-        soft_file = cache / "soft-modes.json" if cache is not None else None
-        if soft_file is not None and soft_file.is_file():
-            saved = json.loads(soft_file.read_text())
-            soft_modes, followed = saved["rounds"], _atoms_from_json(saved["atoms"])
-        else:
-            followed, soft_modes = follow_soft_modes(atoms0, calc, settings, fid)
-            if soft_file is not None:
-                _atomic_write(soft_file, {"rounds": soft_modes, "atoms": _atoms_to_json(followed)})
-        if soft_modes:
-            atoms0 = followed
-            if cache is not None:
-                cache = cache / "soft-mode"
-                cache.mkdir(exist_ok=True)
     smatrix = supercell_matrix(atoms0.cell, settings.min_length)
     t_req = np.asarray(settings.temperatures, dtype=float)
     t_grid = extended_temperatures(t_req)
     done: dict[float, VolumePoint] = {}
+    fitted: dict[float, VolumePoint] = {}  # = done, or the volume followed out of a Γ saddle
+    soft_modes: list[dict] = []
     thermal_by_scale: dict[float, dict] = {}
     # from a0 outwards: each volume's relaxation starts from its nearest neighbour already relaxed
     for scale in sorted((float(s) for s in settings.scales), key=lambda s: (abs(s - 1.0), s)):
@@ -733,10 +721,25 @@ def qha_frame(
             log.warning(
                 f"frame {fid}: fixed-volume relaxation at scale {scale:.4f} not converged to fmax {settings.fmax} eV/Å"
             )
-        done[scale] = point
-        thermal_by_scale[scale] = thermal_of(point, smatrix, settings.mesh, t_grid)
-        point.phonon = None  # force constants of large supercells need not stay in memory
-    points = [done[s] for s in sorted(done)]
+        done[scale] = point  # the next volumes start from it, with or without --follow-soft-modes
+        thermal = thermal_of(point, smatrix, settings.mesh, t_grid)
+        if settings.follow_soft_modes and thermal["min_frequency"] < -settings.imaginary_tol:
+            soft_path = cache / f"scale-{scale:.4f}-soft.json" if cache is not None else None
+            if soft_path is not None and soft_path.is_file():
+                saved = json.loads(soft_path.read_text())
+                followed, rounds = _point_from_json(saved["point"]), saved["rounds"]
+            else:
+                followed, rounds = follow_soft_modes(point, atoms0, calc, settings, smatrix, fid)
+                if soft_path is not None:
+                    _atomic_write(soft_path, {"point": _point_to_json(followed), "rounds": rounds})
+            soft_modes.extend(rounds)
+            if rounds:
+                point = followed
+                thermal = thermal_of(point, smatrix, settings.mesh, t_grid)
+        fitted[scale] = point
+        thermal_by_scale[scale] = thermal
+        point.phonon = done[scale].phonon = None  # force constants of large supercells need not stay in memory
+    points = [fitted[s] for s in sorted(fitted)]
     thermals = [thermal_by_scale[s] for s in sorted(done)]
     min_freq = {float(p.scale): t["min_frequency"] for p, t in zip(points, thermals)}
     unstable = [s for s, f in min_freq.items() if f < -settings.imaginary_tol]
@@ -795,7 +798,7 @@ def qha_frame(
         mesh=thermals[0]["mesh"],
         atoms0=atoms0,
         fit_ok=fit_ok,
-        soft_modes=soft_modes,
+        soft_modes=soft_modes if settings.follow_soft_modes else None,
     )
 
 
