@@ -5,8 +5,11 @@
 #
 #   bash examples/phase_diagram.sh [OUTDIR]
 #
-# Settings come from the environment (defaults = the documented defaults of `cscli qha`):
-#   CSCLI_MODEL  force field (default: cscli's default model)
+# Settings come from the environment (defaults = the documented defaults of `cscli qha`, except the model):
+#   CSCLI_MODEL  force field (default 7net-0+d3: 7net-0 with DFT-D3(BJ); cscli's default 7net-l3i5 has
+#                imaginary modes in bcc Li at 4 of 6 volumes, and without dispersion the molecular S8 and
+#                layered P corners are barely bound: docs/qha.md)
+#   JOBS         parallel `cscli qha` processes (--shard i/JOBS; default 1; one per core)
 #   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12;
 #                below ~10 the 6 Å cells get 1x1x1 supercells and spurious imaginary modes: docs/qha.md)
 #   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse), N,N,N, or supercell (the commensurate
@@ -20,8 +23,8 @@ set -euo pipefail
 
 OUT=${1:-phase_diagram}
 mkdir -p "$OUT"
-MODEL_ARGS=()
-[[ -n "${CSCLI_MODEL:-}" ]] && MODEL_ARGS=(--model "$CSCLI_MODEL")
+MODEL=${CSCLI_MODEL:-7net-0+d3}
+JOBS=${JOBS:-1}
 REFS=$(python -c 'from cscli.core.datafiles import reference_phases_path; print(reference_phases_path())')
 
 INPUT="$REFS"
@@ -41,10 +44,18 @@ PY
 fi
 
 start=$(date +%s)
-cscli qha "$INPUT" -o "$OUT/refs_qha.extxyz" "${MODEL_ARGS[@]}" \
-    --scales "${SCALES:-0.95:1.05:0.02}" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-20}" \
-    --fmax "${FMAX:-0.001}" --temperatures 0:600:10 --pressures 0,0.5,1,2 \
-    --work-dir "$OUT/qha-work" --plot-dir "$OUT/qha_plots" --failed "$OUT/qha_failed.extxyz"
+# saddle points held by a phase's symmetry (monoclinic S8 at some volumes) are followed down along
+# their imaginary Gamma modes (--follow-soft-modes); phases unstable elsewhere fail with the reason
+pids=()
+for ((i = 0; i < JOBS; i++)); do
+    cscli qha "$INPUT" -o "$OUT/refs_qha.$i-of-$JOBS.extxyz" --model "$MODEL" --shard "$i/$JOBS" \
+        --scales "${SCALES:-0.95:1.05:0.02}" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-20}" \
+        --fmax "${FMAX:-0.001}" --temperatures 0:600:10 --pressures 0,0.5,1,2 --follow-soft-modes \
+        --work-dir "$OUT/qha-work" --plot-dir "$OUT/qha_plots" --failed "$OUT/qha_failed.$i-of-$JOBS.extxyz" &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done   # set -e: a failed shard stops the script
+cat "$OUT"/refs_qha.*-of-"$JOBS".extxyz > "$OUT/refs_qha.extxyz"
 echo "qha: $(( $(date +%s) - start )) s" >&2
 
 # 1 bar = 1e-4 GPa (interpolated between the 0 and 0.5 GPa grid points)
