@@ -836,15 +836,6 @@ def qha_info(result: FrameQHA) -> dict:
     }
 
 
-BACKEND_PACKAGES = {
-    "sevennet": "sevenn",
-    "chgnet": "chgnet",
-    "mattersim": "mattersim",
-    "deepmd": "deepmd-kit",
-    "mace": "mace-torch",
-}
-
-
 def qha_provenance(calc, settings: QHASettings) -> str:
     """JSON text of the settings, the model with its backend package version, and phonopy's version."""
     from importlib.metadata import PackageNotFoundError, version
@@ -852,7 +843,7 @@ def qha_provenance(calc, settings: QHASettings) -> str:
     model = str(getattr(calc, "cscli_model", type(calc).__name__))
     backend = package = None
     try:
-        from cscli.core.models import resolve_model
+        from cscli.core.models import BACKEND_PACKAGES, resolve_model
 
         backend = resolve_model(model).backend
         package = BACKEND_PACKAGES.get(backend)
@@ -869,6 +860,7 @@ def qha_provenance(calc, settings: QHASettings) -> str:
         {
             **settings.as_dict(),
             "model": model,
+            "model_version": getattr(calc, "cscli_model_version", None),  # with dftd3's for NAME+d3
             "backend": backend,
             "backend_version": _version(package),
             "phonopy_version": _version("phonopy"),
