@@ -12,8 +12,10 @@
 #   JOBS         parallel `cscli qha` processes (--shard i/JOBS; default 1; one per core)
 #   SCALES       lattice scale factors (0.95:1.05:0.02)     MIN_LENGTH  supercell lengths, Å (12;
 #                below ~10 the 6 Å cells get 1x1x1 supercells and spurious imaginary modes: docs/qha.md)
-#   MESH         q-mesh: phonopy length (Å, 20; 8 is too coarse), N,N,N, or supercell (the commensurate
-#                q-points only: docs/qha.md)                    FMAX  relaxation threshold (0.001)
+#   MESH         q-mesh (default supercell: the commensurate q-points, where the frequencies are exact;
+#                the interpolated phonopy mesh, e.g. 20 Å, shows imaginary modes no computed q-point has
+#                when the model reaches beyond the supercell, as SevenNet's 5 layers do: docs/qha.md),
+#                a phonopy length (Å), or N,N,N                 FMAX  relaxation threshold (0.001)
 #   PHASES       comma list of phase names to keep, computed in the listed order (default: all 16 in
 #                the reference file's order; the elements Li, P, S are always needed and go first
 #                unless listed)
@@ -49,7 +51,7 @@ start=$(date +%s)
 pids=()
 for ((i = 0; i < JOBS; i++)); do
     cscli qha "$INPUT" -o "$OUT/refs_qha.$i-of-$JOBS.extxyz" --model "$MODEL" --shard "$i/$JOBS" \
-        --scales "${SCALES:-0.95:1.05:0.02}" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-20}" \
+        --scales "${SCALES:-0.95:1.05:0.02}" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-supercell}" \
         --fmax "${FMAX:-0.001}" --temperatures 0:600:10 --pressures 0,0.5,1,2 --follow-soft-modes \
         --work-dir "$OUT/qha-work" --plot-dir "$OUT/qha_plots" --failed "$OUT/qha_failed.$i-of-$JOBS.extxyz" &
     pids+=($!)
