@@ -739,6 +739,9 @@ def qha_frame(
         fitted[scale] = point
         thermal_by_scale[scale] = thermal
         point.phonon = done[scale].phonon = None  # force constants of large supercells need not stay in memory
+        unstable_so_far = [s for s, t in thermal_by_scale.items() if t["min_frequency"] < -settings.imaginary_tol]
+        if len(settings.scales) - len(unstable_so_far) < settings.min_volumes:
+            break  # the frame can no longer pass: stop computing volumes (it fails below)
     points = [fitted[s] for s in sorted(fitted)]
     thermals = [thermal_by_scale[s] for s in sorted(done)]
     min_freq = {float(p.scale): t["min_frequency"] for p, t in zip(points, thermals)}
@@ -748,9 +751,9 @@ def qha_frame(
         lowest = min(min_freq.values())
         if len(keep) < settings.min_volumes:
             raise FrameError(
-                f"imaginary modes at {len(unstable)} of {len(points)} volumes (lowest {lowest:.2f} THz, "
-                f"scales {', '.join(f'{s:g}' for s in unstable)}): only {len(keep)} stable volumes "
-                f"remain, the fit needs {settings.min_volumes}"
+                f"imaginary modes at {len(unstable)} of {len(points)} volumes computed (lowest {lowest:.2f} THz, "
+                f"scales {', '.join(f'{s:g}' for s in unstable)}): at most {len(settings.scales) - len(unstable)} "
+                f"stable volumes of {len(settings.scales)}, the fit needs {settings.min_volumes}"
                 + ("" if settings.follow_soft_modes else "; --follow-soft-modes relaxes a0 out of Γ saddle points")
             )
         log.warning(
