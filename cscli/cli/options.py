@@ -261,6 +261,7 @@ def optimizer_option(help_text: str = "ASE optimizer of the relaxations.", defau
     return click.option(
         "--optimizer",
         type=click.Choice(OPTIMIZERS, case_sensitive=False),
+        metavar="[" + "|".join(OPTIMIZERS) + "]",  # click lists case-insensitive choices in lower case
         default=default,
         show_default=True,
         help=help_text,
