@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -138,6 +139,9 @@ def formula(counts: dict[str, int]) -> str:
     return "".join(f"{e}{n if n != 1 else ''}" for e, n in counts.items() if n)
 
 
+_PYXTAL_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _pyxtal_call():
     """Around every pyxtal call: its progress prints go elsewhere (stdout carries cscli's frames),
@@ -151,14 +155,16 @@ def _pyxtal_call():
     import pyxtal.operations
 
     buf = io.StringIO()
-    default_tm = pyxtal.operations.Tol_matrix
-    pyxtal.operations.Tol_matrix = functools.lru_cache(maxsize=None)(default_tm)
-    try:
-        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield buf
-    finally:
-        pyxtal.operations.Tol_matrix = default_tm
+    # both patches are process-wide (a module global, sys.stdout): one thread at a time
+    with _PYXTAL_LOCK:
+        default_tm = pyxtal.operations.Tol_matrix
+        pyxtal.operations.Tol_matrix = functools.lru_cache(maxsize=None)(default_tm)
+        try:
+            with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield buf
+        finally:
+            pyxtal.operations.Tol_matrix = default_tm
 
 
 def _tol_matrix(bounds: dict[tuple[str, str], float], extra: Iterable[tuple[str, str, float]] = ()):
