@@ -726,3 +726,24 @@ def test_follow_soft_modes_rescues_a_gamma_saddle(tmp_path):
 
     again = qha_frame(_rattler_cell(), NoCalls(), settings, work_dir=tmp_path)
     assert_allclose(again.fit.gibbs, result.fit.gibbs, rtol=0, atol=1e-12)
+
+
+def test_eos_outlier_flags_a_volume_that_relaxed_into_another_structure():
+    """A Vinet E(V) written here (E0, V0, B0, B0'), sampled at the default scales; one point moved
+    30 meV/atom down (a relaxation that found another structure) is found, a smooth curve is not."""
+    from cscli.props.qha import EOS_OUTLIER_TOL, eos_outlier
+
+    e0, v0, b0, b1 = -5.5, 20.0, 0.3, 4.5  # eV/atom, Å³/atom, eV/Å³, -
+
+    def vinet(v):
+        x = (v / v0) ** (1 / 3)
+        eta = 1.5 * (b1 - 1)
+        return e0 + 9 * b0 * v0 / (4 * eta**2) * (2 - (5 + 3 * eta * (x - 1) - 3 * x) * np.exp(-eta * (x - 1)))
+
+    volumes = v0 * np.array([0.95, 0.97, 0.99, 1.01, 1.03, 1.05]) ** 3
+    energies = vinet(volumes)
+    worst, deviation = eos_outlier(volumes, energies)
+    assert abs(deviation) < 1e-6
+    energies[1] -= 0.03
+    worst, deviation = eos_outlier(volumes, energies)
+    assert worst == 1 and -0.031 < deviation < -0.025 and abs(deviation) > EOS_OUTLIER_TOL

@@ -50,6 +50,11 @@ log = get_logger(__name__)
 EOS_NAMES = ("vinet", "birch_murnaghan", "murnaghan")
 MIN_VOLUMES = 5
 FIT_DIP_TOL = 0.02  # eV/atom: how far a fitted minimum may lie below the lowest computed F(V) + pV
+# eV/atom: how far one static E(V) point may lie off the EOS fitted through the others. Smooth
+# phases stay within 2.9 meV/atom (7net-0+d3, fmax 1e-3, 8 phases; the largest at an end point, where
+# leaving it out extrapolates); a relaxation that found another structure at one volume lies far
+# off (the shipped P at 0.95: 135 meV/atom below the curve through the other five)
+EOS_OUTLIER_TOL = 0.01
 KJMOL_PER_EV = 96.48533212331002  # phonopy's EvTokJmol (CODATA 2018)
 
 
@@ -197,6 +202,28 @@ def fit_qha(
         static_bulk_modulus=arr["b0"],
         eos=eos,
     )
+
+
+def eos_outlier(volumes, energies, eos: str = "vinet") -> tuple[int, float]:
+    """The point of E(V) that does not belong to the curve of the others: the one whose removal
+    leaves the best EOS fit of the rest; returns its index and its deviation E - E_fit from that
+    fit (same unit as ``energies``; negative: below the curve)."""
+    from phonopy.qha.eos import fit_to_eos, get_eos
+
+    volumes, energies = np.asarray(volumes, float), np.asarray(energies, float)
+    function = get_eos(eos)
+    misfit, deviations = np.full(volumes.size, np.inf), np.full(volumes.size, np.inf)
+    for i in range(volumes.size):
+        others = np.arange(volumes.size) != i
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params = fit_to_eos(volumes[others], energies[others], function)
+        if params is None:
+            continue
+        misfit[i] = np.abs(energies[others] - function(volumes[others], params)).max()
+        deviations[i] = energies[i] - function(volumes[i], params)
+    worst = int(np.argmin(misfit))
+    return worst, float(deviations[worst])
 
 
 # ----------------------------------------------------------------------------- structures
@@ -762,6 +789,14 @@ def qha_frame(
         )
     volumes = np.array([points[i].atoms.get_volume() for i in keep])
     energies = np.array([points[i].energy for i in keep])
+    worst, deviation = eos_outlier(volumes, energies / len(atoms0), settings.eos)
+    if abs(deviation) > EOS_OUTLIER_TOL:
+        raise FrameError(
+            f"E(V) is not one smooth {settings.eos} curve: at scale {points[keep[worst]].scale:g} the energy lies "
+            f"{1e3 * abs(deviation):.1f} meV/atom {'below' if deviation < 0 else 'above'} the curve through the other "
+            "volumes (the relaxation there found another structure); relax the frame from that volume's "
+            "structure (cached in the work dir) and run it again"
+        )
     free_energy = np.array([thermals[i]["free_energy"] for i in keep]).T
     entropy = np.array([thermals[i]["entropy"] for i in keep]).T
     cv = np.array([thermals[i]["heat_capacity"] for i in keep]).T
