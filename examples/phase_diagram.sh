@@ -19,8 +19,11 @@
 #   PHASES       comma list of phase names to keep, computed in the listed order (default: all 16 in
 #                the reference file's order; the elements Li, P, S are always needed and go first
 #                unless listed)
-# Cost: see docs/qha.md (one Li3PS4 polymorph on 2 CPU cores, and what a reduced run took).
-# The run resumes: re-run the same command after a kill (per-volume force sets in OUTDIR/qha-work).
+#   EXTRA        an extxyz of more phases to include (unique ids), e.g. examples/phase_diagram_extra.extxyz:
+#                the P polymorph that 7net-0+d3 finds 177 meV/atom below the shipped P (docs/qha.md)
+#   WIDE_PHASES  phases run with WIDE_SCALES (0.95:1.15:0.02) instead, default Li,Li3P: cheap cells whose
+#                six default volumes leave too few for the fit (bcc Li: the EOS fit runs away above
+#                300 K; Li3P: imaginary modes at 0.95 and 0.97 with 7net-0+d3): docs/qha.md
 set -euo pipefail
 
 OUT=${1:-phase_diagram}
@@ -29,35 +32,45 @@ MODEL=${CSCLI_MODEL:-7net-0+d3}
 JOBS=${JOBS:-1}
 REFS=$(python -c 'from cscli.core.datafiles import reference_phases_path; print(reference_phases_path())')
 
-INPUT="$REFS"
-if [[ -n "${PHASES:-}" ]]; then      # a subset (reduced runs): the listed phases in that order, and the elements
-    INPUT="$OUT/phases.extxyz"
-    python - "$REFS" "$INPUT" "$PHASES" <<'PY'
+# the phases in order (PHASES, then EXTRA), split into the WIDE_PHASES and the rest
+python - "$REFS" "$OUT" "${PHASES:-}" "${EXTRA:-}" "${WIDE_PHASES-Li,Li3P}" <<'PY'
 import sys
 from cscli.core.frames import read_frames, write_frames
-by_phase = {a.info["phase"]: a for a in read_frames(sys.argv[1])}
-names = [n for n in sys.argv[3].split(",") if n]
-unknown = [n for n in names if n not in by_phase]
-if unknown:
-    sys.exit(f"PHASES: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(by_phase)}")
-names = [n for n in ("Li", "P", "S") if n not in names] + list(dict.fromkeys(names))
-write_frames([by_phase[n] for n in names], sys.argv[2])
+refs, out, phases, extra, wide = sys.argv[1:]
+frames = list(read_frames(refs))
+by_phase = {a.info["phase"]: a for a in frames}
+if phases:
+    names = [n for n in phases.split(",") if n]
+    unknown = [n for n in names if n not in by_phase]
+    if unknown:
+        sys.exit(f"PHASES: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(by_phase)}")
+    names = [n for n in ("Li", "P", "S") if n not in names] + list(dict.fromkeys(names))
+    frames = [by_phase[n] for n in names]
+if extra:
+    frames += list(read_frames(extra))
+wide_names = set(n for n in wide.split(",") if n)
+write_frames([a for a in frames if a.info.get("phase") in wide_names], f"{out}/phases_wide.extxyz")
+write_frames([a for a in frames if a.info.get("phase") not in wide_names], f"{out}/phases.extxyz")
 PY
-fi
 
+QHA_ARGS=(--model "$MODEL" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-supercell}" --fmax "${FMAX:-0.001}"
+    --temperatures 0:600:10 --pressures 0,0.5,1,2 --follow-soft-modes
+    --work-dir "$OUT/qha-work" --plot-dir "$OUT/qha_plots")
 start=$(date +%s)
 # saddle points held by a phase's symmetry (monoclinic S8 at some volumes) are followed down along
 # their imaginary Gamma modes (--follow-soft-modes); phases unstable elsewhere fail with the reason
+if [[ -s "$OUT/phases_wide.extxyz" ]]; then
+    cscli qha "$OUT/phases_wide.extxyz" -o "$OUT/refs_qha.wide.extxyz" --scales "${WIDE_SCALES:-0.95:1.15:0.02}" \
+        "${QHA_ARGS[@]}" --failed "$OUT/qha_failed.wide.extxyz"
+fi
 pids=()
 for ((i = 0; i < JOBS; i++)); do
-    cscli qha "$INPUT" -o "$OUT/refs_qha.$i-of-$JOBS.extxyz" --model "$MODEL" --shard "$i/$JOBS" \
-        --scales "${SCALES:-0.95:1.05:0.02}" --min-length "${MIN_LENGTH:-12}" --mesh "${MESH:-supercell}" \
-        --fmax "${FMAX:-0.001}" --temperatures 0:600:10 --pressures 0,0.5,1,2 --follow-soft-modes \
-        --work-dir "$OUT/qha-work" --plot-dir "$OUT/qha_plots" --failed "$OUT/qha_failed.$i-of-$JOBS.extxyz" &
+    cscli qha "$OUT/phases.extxyz" -o "$OUT/refs_qha.$i-of-$JOBS.extxyz" --shard "$i/$JOBS" \
+        --scales "${SCALES:-0.95:1.05:0.02}" "${QHA_ARGS[@]}" --failed "$OUT/qha_failed.$i-of-$JOBS.extxyz" &
     pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done   # set -e: a failed shard stops the script
-cat "$OUT"/refs_qha.*-of-"$JOBS".extxyz > "$OUT/refs_qha.extxyz"
+cat "$OUT"/refs_qha.wide.extxyz "$OUT"/refs_qha.*-of-"$JOBS".extxyz 2>/dev/null > "$OUT/refs_qha.extxyz" || true
 echo "qha: $(( $(date +%s) - start )) s" >&2
 
 # 1 bar = 1e-4 GPa (interpolated between the 0 and 0.5 GPa grid points)
