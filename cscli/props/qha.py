@@ -15,7 +15,9 @@ The pipeline of one frame (:func:`qha_frame`):
    commensurate q-points, where the force constants give the frequencies exactly;
 4. every volume's lowest mesh frequency is recorded; volumes with imaginary modes (below
    ``-imaginary_tol`` THz) are dropped from the fit while at least ``min_volumes`` remain, otherwise
-   the frame fails (phonopy would integrate only the real modes, silently);
+   the frame fails (phonopy would integrate only the real modes, silently); with
+   ``follow_soft_modes`` a volume with an imaginary optical mode at Γ is first relaxed along it
+   (:func:`follow_soft_modes`); the static E(V) must lie on one EOS (:func:`eos_outlier`);
 5. :func:`fit_qha`: phonopy's QHA engine (``phonopy.qha.core.QHA``, behind ``PhonopyQHA``) (EOS fit of E(V) + F_ph(V, T) + pV at each T) once per
    pressure — all pressures come from one set of phonon runs: G(T, p) = min_V [E + F_ph + pV].
 
