@@ -497,19 +497,21 @@ def compute_volume(
     return VolumePoint(scale, relaxed, energy, phonon.dataset, converged, phonon)
 
 
-def _phonon_of(point: VolumePoint, smatrix):
-    """The phonopy object of a cached volume (its displacement dataset with forces)."""
-    phonon = phonopy_for(point.atoms, smatrix)
-    phonon.dataset = point.dataset
-    return phonon
+def _phonon_with_force_constants(point: VolumePoint, smatrix):
+    """The volume's phonopy object with force constants, built once: rebuilt from the cached
+    displacement dataset when needed and kept in ``point.phonon`` (the thermal sums and the
+    soft-mode check share it)."""
+    if point.phonon is None:
+        point.phonon = phonopy_for(point.atoms, smatrix)
+        point.phonon.dataset = point.dataset
+    if point.phonon.force_constants is None:
+        point.phonon.produce_force_constants()
+    return point.phonon
 
 
 def thermal_of(point: VolumePoint, smatrix, mesh, temperatures: np.ndarray) -> dict:
     """Frequencies and thermal properties of one volume from its force sets."""
-    if point.phonon is None:  # read back from the cache
-        point.phonon = _phonon_of(point, smatrix)
-    phonon = point.phonon
-    phonon.produce_force_constants()
+    phonon = _phonon_with_force_constants(point, smatrix)
     with warnings.catch_warnings():  # an even shifted mesh loses point-group reduction: slower, same sums
         warnings.filterwarnings("ignore", message="Half-grid shift")
         if isinstance(mesh, str) and mesh == SUPERCELL_MESH:  # (a numpy mesh would compare elementwise)
@@ -630,7 +632,7 @@ def follow_soft_modes(
 
     The fixed-volume relaxations keep the space group (``--symprec``), so a structure can sit on a
     saddle of the model: forces vanish by symmetry while an optical mode at Γ is imaginary (seen:
-    monoclinic S8 with 7net-0+d3 at 0.99 and 1.01 of its lattice). While the lowest optical Γ
+    monoclinic S8 with 7net-0+d3 at 0.99 and 1.05 of its lattice). While the lowest optical Γ
     frequency (from the volume's own force constants, exact at Γ) is below ``-imaginary_tol``, the
     relaxed cell is displaced along that mode (largest displacement ``SOFT_MODE_AMPLITUDE``) and
     the volume is computed again from there: the relaxation keeps the lower space group of the
@@ -640,11 +642,7 @@ def follow_soft_modes(
     rounds: list[dict] = []
     current = point
     while True:
-        if current.phonon is None:
-            current.phonon = _phonon_of(current, smatrix)
-        phonon = current.phonon
-        phonon.produce_force_constants()
-        freqs, patterns = gamma_modes(phonon)
+        freqs, patterns = gamma_modes(_phonon_with_force_constants(current, smatrix))
         if freqs[0] >= -settings.imaginary_tol:
             break
         if len(rounds) == SOFT_MODE_ROUNDS:
